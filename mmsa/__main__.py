@@ -1,0 +1,5 @@
+import sys
+
+from mmsa.cli import main
+
+sys.exit(main())
