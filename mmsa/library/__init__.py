@@ -1,0 +1,43 @@
+"""The on-disk library store: build, append, open, search, hyperedges.
+
+A library is one folder ``indexes/NAME/`` (see docs/architecture.md, "A library on disk").
+Nothing heavy is imported here: torch is imported only when molecules are embedded, faiss only
+when an index is built or searched.
+
+    >>> from mmsa.library import build_library, open_library
+    >>> report = build_library("drugs.csv", "drugs")          # doctest: +SKIP
+    >>> lib = open_library("drugs")                           # doctest: +SKIP
+    >>> lib.search("CN1CCC[C@H]1c1cccnc1", k=10)              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from mmsa.library.store import (
+    MODES,
+    BuildReport,
+    Library,
+    LibraryInfo,
+    add_to_library,
+    build_library,
+    check_name,
+    delete_library,
+    ensure_default_library,
+    library_path,
+    list_libraries,
+    open_library,
+)
+
+__all__ = [
+    "MODES",
+    "BuildReport",
+    "Library",
+    "LibraryInfo",
+    "add_to_library",
+    "build_library",
+    "check_name",
+    "delete_library",
+    "ensure_default_library",
+    "library_path",
+    "list_libraries",
+    "open_library",
+]
