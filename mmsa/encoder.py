@@ -1,0 +1,228 @@
+"""The encoder API: load an MMSA checkpoint and embed SMILES (fast or full multi-modal path).
+
+    enc = Encoder.load()                  # the shipped checkpoint (mmsa/weights/mmsa.pt)
+    res = enc.embed(smiles, mode="fast")  # vectors [n, dim], slot_weights [n, M], ok, failures
+
+Rows that cannot be embedded are NaN in ``vectors`` and ``slot_weights``, False in ``ok`` and
+listed in ``failures``; nothing is replaced by a zero vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmsa.model import MMSA, MMSABatch, collate, model_from_checkpoint, read_checkpoint
+from mmsa.paths import DEFAULT_CHECKPOINT
+from mmsa.types import Failure, InputError
+
+log = logging.getLogger(__name__)
+
+MODES = ("fast", "full")
+
+
+@dataclass
+class EmbedResult:
+    """Embeddings of ``n`` molecules.
+
+    vectors: float32 ``[n, dim]``, L2-normalised, NaN rows where failed.
+    slot_weights: float32 ``[n, num_slots]``, rows sum to 1, NaN rows where failed.
+    ok: bool ``[n]``.
+    failures: one :class:`~mmsa.types.Failure` per failed row (``row`` = position in the input).
+    """
+
+    vectors: np.ndarray
+    slot_weights: np.ndarray
+    ok: np.ndarray
+    failures: list[Failure] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ok)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _build(cls, cfg: dict):
+    """Instantiate a featurizer from its stored ``config()``, keeping the args it accepts."""
+    params = inspect.signature(cls).parameters
+    kwargs = {k: v for k, v in (cfg or {}).items() if k in params}
+    return cls(**kwargs)
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Encoder:
+    """An MMSA model with the featurizers it was trained with.
+
+    Attributes: ``dim`` (embedding width), ``num_slots`` (memory anchors M),
+    ``checkpoint_hash`` (sha256 of the checkpoint file, or of nothing for an in-memory model),
+    ``modalities`` (the modalities of the model, e.g. ``("graph", "image", "geometry")``),
+    ``device``, ``model``, ``path``.
+    """
+
+    def __init__(self, model: MMSA, device: str | torch.device = "auto",
+                 checkpoint_hash: str | None = None, path: Path | None = None):
+        from mmsa.chem.conformer import ConformerFeaturizer
+        from mmsa.chem.graph import GraphFeaturizer
+        from mmsa.chem.image import ImageFeaturizer
+
+        c = model.config
+        self.device = _resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.path = path
+        self.checkpoint_hash = checkpoint_hash or "unsaved"
+        self.graph_featurizer = _build(GraphFeaturizer, c.graph_featurizer)
+        if (self.graph_featurizer.atom_dim, self.graph_featurizer.bond_dim) != (c.atom_dim,
+                                                                                c.bond_dim):
+            raise InputError(
+                f"checkpoint expects atom/bond features of width {c.atom_dim}/{c.bond_dim}, "
+                f"this mmsa.chem gives {self.graph_featurizer.atom_dim}/"
+                f"{self.graph_featurizer.bond_dim}")
+        self.image_featurizer = None
+        if c.use_image:
+            icfg = dict(c.image_featurizer or {})
+            icfg.setdefault("size", c.image_size)
+            self.image_featurizer = _build(ImageFeaturizer, icfg)
+        self.conformer_featurizer = (_build(ConformerFeaturizer, c.conformer_featurizer)
+                                     if c.use_geometry else None)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None,
+             device: str | torch.device = "auto") -> Encoder:
+        """Load a checkpoint (default: the shipped ``mmsa/weights/mmsa.pt``)."""
+        path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+        if not path.is_file():
+            hint = (" (the shipped checkpoint is missing: reinstall, or train one with "
+                    "`mmsa pretrain`)") if path == DEFAULT_CHECKPOINT else ""
+            raise InputError(f"checkpoint not found: {path}{hint}")
+        model = model_from_checkpoint(read_checkpoint(path))
+        return cls(model, device=device, checkpoint_hash=file_sha256(path), path=path)
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.dim)
+
+    @property
+    def num_slots(self) -> int:
+        return int(self.model.num_slots)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.model.config.modalities
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def embed(self, smiles: Sequence[str], mode: str = "fast", batch_size: int = 1024,
+              n_jobs: int = 1, progress: bool = False) -> EmbedResult:
+        """Embed SMILES into L2-normalised vectors and memory-slot weights.
+
+        Args:
+            smiles: n SMILES strings.
+            mode: ``"fast"`` (graph branch + memory readout) or ``"full"`` (graph + image + 3D
+                fused; molecules whose conformer or image fails use the modalities they have).
+            batch_size: molecules per model call.
+            n_jobs: featurisation processes (``mmsa.chem.parallel.featurize_many``) when > 1.
+            progress: show a tqdm bar.
+        Returns:
+            :class:`EmbedResult` with ``n`` rows in input order.
+        """
+        if mode not in MODES:
+            raise InputError(f"unknown embedding mode {mode!r} (use one of {MODES})")
+        smiles = list(smiles)
+        n = len(smiles)
+        vectors = np.full((n, self.dim), np.nan, dtype=np.float32)
+        slots = np.full((n, self.num_slots), np.nan, dtype=np.float32)
+        ok = np.zeros(n, dtype=bool)
+        failures: list[Failure] = []
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, unit="mol", desc=f"embed ({mode})")
+        for start in range(0, n, batch_size):
+            part = smiles[start:start + batch_size]
+            res = embed_batch(part, self, mode=mode, n_jobs=n_jobs)
+            vectors[start:start + len(part)] = res.vectors
+            slots[start:start + len(part)] = res.slot_weights
+            ok[start:start + len(part)] = res.ok
+            failures.extend(Failure(f.row + start, f.input, f.reason) for f in res.failures)
+            if bar is not None:
+                bar.update(len(part))
+        if bar is not None:
+            bar.close()
+        return EmbedResult(vectors, slots, ok, failures)
+
+
+def _featurize(featurizer, smiles: list[str], n_jobs: int) -> tuple[list, dict[int, str]]:
+    """Features aligned with ``smiles`` (None where failed) and {position: reason}."""
+    if n_jobs > 1 and len(smiles) > 1:
+        from mmsa.chem.parallel import featurize_many
+
+        kwargs = {"n_jobs": n_jobs}
+        if "cache" in inspect.signature(featurize_many).parameters:
+            kwargs["cache"] = False
+        results, fails = featurize_many(featurizer, smiles, **kwargs)
+        reasons = {f.row: f.reason for f in fails}
+        return [None if i in reasons else r for i, r in enumerate(results)], reasons
+    out: list = []
+    reasons: dict[int, str] = {}
+    for i, s in enumerate(smiles):
+        try:
+            out.append(featurizer(s))
+        except Exception as exc:  # InputError for bad SMILES; anything else is reported too
+            out.append(None)
+            reasons[i] = str(exc) or type(exc).__name__
+    return out, reasons
+
+
+def embed_batch(smiles: Sequence[str], encoder: Encoder, mode: str = "fast",
+                n_jobs: int = 1) -> EmbedResult:
+    """Embed one batch: a pure function of the SMILES and the checkpoint (rows do not affect
+    each other), so chunked or distributed engines can call it unchanged."""
+    smiles = [str(s) if s is not None else "" for s in smiles]
+    n = len(smiles)
+    graphs, reasons = _featurize(encoder.graph_featurizer, smiles, n_jobs)
+    for i, g in enumerate(graphs):
+        if g is not None and g.x.shape[0] == 0:
+            graphs[i] = None
+            reasons[i] = "molecule has no heavy atoms"
+    keep = [i for i in range(n) if graphs[i] is not None]
+    vectors = np.full((n, encoder.dim), np.nan, dtype=np.float32)
+    slots = np.full((n, encoder.num_slots), np.nan, dtype=np.float32)
+    ok = np.zeros(n, dtype=bool)
+    if keep:
+        sub = [smiles[i] for i in keep]
+        images = conformers = None
+        if mode == "full":
+            if encoder.image_featurizer is not None:
+                images = _featurize(encoder.image_featurizer, sub, n_jobs)[0]
+            if encoder.conformer_featurizer is not None:
+                conformers = _featurize(encoder.conformer_featurizer, sub, n_jobs)[0]
+        batch: MMSABatch = collate([graphs[i] for i in keep], images, conformers)
+        with torch.inference_mode():
+            v, w = encoder.model.embed(batch.to(encoder.device), mode=mode)
+        vectors[keep] = v.float().cpu().numpy()
+        slots[keep] = w.float().cpu().numpy()
+        ok[keep] = True
+    failures = [Failure(i, smiles[i], reasons[i]) for i in sorted(reasons)]
+    return EmbedResult(vectors, slots, ok, failures)

@@ -1,0 +1,449 @@
+"""Pre-training: featurise a SMILES set once (cached), then train MMSA on it.
+
+    from mmsa.model import MMSAConfig
+    from mmsa.train import pretrain
+    result = pretrain(config, smiles, "runs/mmsa", steps=2000, seed=0)
+
+Writes into ``out_dir``: ``config.json`` (the resolved configuration and training arguments),
+``log.csv`` (every step: loss terms, learning rate, memory entropies, wall time),
+``last.pt`` (periodic training checkpoint with optimizer state, for ``resume=True``) and
+``model.pt`` (the final model). All checkpoints load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmsa.model import (
+    LOSS_TERMS,
+    MMSA,
+    MMSABatch,
+    MMSAConfig,
+    read_checkpoint,
+    save_checkpoint,
+)
+from mmsa.nn.memory import assignment_entropy
+from mmsa.paths import cache_dir
+from mmsa.types import InputError
+
+log = logging.getLogger(__name__)
+
+LOG_COLUMNS = ("step", "epoch", "wall_s", "lr", "loss", *LOSS_TERMS, "mem_entropy_marginal",
+               "mem_entropy_row")
+
+
+# --------------------------------------------------------------------------- packed features
+@dataclass
+class PackedFeatures:
+    """Featurised molecules packed into flat numpy arrays (fast batching, no pickles on disk).
+
+    Graph: ``x [sum N, atom_dim]`` (uint8 when one-hot), ``node_ptr [n + 1]``,
+    ``edge_index [2, sum E]`` (local atom indices), ``edge_attr [sum E, bond_dim]``,
+    ``edge_ptr [n + 1]``. Image: ``images uint8 [n, C, H, W]`` or None, ``image_ok [n]``.
+    Conformer: ``conf_z [sum N3]``, ``conf_pos [sum N3, 3]``, ``conf_ptr [n + 1]``,
+    ``conf_ok [n]``. ``rows [n]``: position of each molecule in the SMILES list it came from.
+    """
+
+    x: np.ndarray
+    node_ptr: np.ndarray
+    edge_index: np.ndarray
+    edge_attr: np.ndarray
+    edge_ptr: np.ndarray
+    rows: np.ndarray
+    images: np.ndarray | None = None
+    image_ok: np.ndarray | None = None
+    conf_z: np.ndarray | None = None
+    conf_pos: np.ndarray | None = None
+    conf_ptr: np.ndarray | None = None
+    conf_ok: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.node_ptr) - 1
+
+    def save(self, path: str | os.PathLike) -> None:
+        arrays = {k: v for k, v in self.__dict__.items()
+                  if isinstance(v, np.ndarray)}
+        tmp = Path(str(path) + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PackedFeatures:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(**{k: data[k] for k in data.files})
+
+    def batch(self, idx: np.ndarray) -> MMSABatch:
+        """Collate molecules ``idx`` into an :class:`MMSABatch`."""
+        idx = np.asarray(idx)
+        b = len(idx)
+        n0, n1 = self.node_ptr[idx], self.node_ptr[idx + 1]
+        e0, e1 = self.edge_ptr[idx], self.edge_ptr[idx + 1]
+        sizes = n1 - n0
+        node_sel = np.concatenate([np.arange(s, e) for s, e in zip(n0, n1)])
+        edge_sel = np.concatenate([np.arange(s, e) for s, e in zip(e0, e1)])
+        offsets = np.cumsum(sizes) - sizes
+        shift = np.repeat(offsets, e1 - e0)
+        ei = self.edge_index[:, edge_sel].astype(np.int64) + shift
+        out = MMSABatch(
+            x=torch.from_numpy(self.x[node_sel].astype(np.float32)),
+            edge_index=torch.from_numpy(ei),
+            edge_attr=torch.from_numpy(self.edge_attr[edge_sel].astype(np.float32)),
+            batch=torch.from_numpy(np.repeat(np.arange(b), sizes)), num_graphs=b)
+        if self.images is not None:
+            out.images = torch.from_numpy(self.images[idx])
+            out.image_mask = torch.from_numpy(self.image_ok[idx].copy())
+        if self.conf_ptr is not None:
+            mask = self.conf_ok[idx]
+            have = np.flatnonzero(mask)
+            c0, c1 = self.conf_ptr[idx[have]], self.conf_ptr[idx[have] + 1]
+            if len(have):
+                sel = np.concatenate([np.arange(s, e) for s, e in zip(c0, c1)])
+                out.z = torch.from_numpy(self.conf_z[sel].astype(np.int64))
+                out.pos = torch.from_numpy(self.conf_pos[sel].astype(np.float32))
+                out.pos_batch = torch.from_numpy(np.repeat(have, c1 - c0))
+            out.geom_mask = torch.from_numpy(mask.copy())
+        return out
+
+
+def pack_features(graphs: list, images: list | None = None,
+                  conformers: list | None = None) -> PackedFeatures:
+    """Pack aligned featurizer outputs (graphs must all be valid; images/conformers may hold
+    None or failures) into :class:`PackedFeatures`."""
+    n = len(graphs)
+    sizes = np.array([g.x.shape[0] for g in graphs], dtype=np.int64)
+    esizes = np.array([g.edge_index.shape[1] for g in graphs], dtype=np.int64)
+    x = np.concatenate([g.x for g in graphs])
+    if np.array_equal(x, x.astype(np.uint8)):
+        x = x.astype(np.uint8)
+    ea = np.concatenate([g.edge_attr for g in graphs])
+    if np.array_equal(ea, ea.astype(np.uint8)):
+        ea = ea.astype(np.uint8)
+    packed = PackedFeatures(
+        x=x, node_ptr=np.concatenate([[0], np.cumsum(sizes)]),
+        edge_index=np.concatenate([g.edge_index for g in graphs], axis=1).astype(np.int32),
+        edge_attr=ea, edge_ptr=np.concatenate([[0], np.cumsum(esizes)]),
+        rows=np.arange(n, dtype=np.int64))
+    if images is not None:
+        first = next((im for im in images if im is not None), None)
+        if first is not None:
+            packed.images = np.zeros((n, *first.shape), dtype=np.uint8)
+            packed.image_ok = np.zeros(n, dtype=bool)
+            for i, im in enumerate(images):
+                if im is not None:
+                    packed.images[i] = im
+                    packed.image_ok[i] = True
+    if conformers is not None:
+        ok = np.array([c is not None and hasattr(c, "pos") and len(c.z) > 0 for c in conformers])
+        csz = np.array([len(c.z) if o else 0 for c, o in zip(conformers, ok)], dtype=np.int64)
+        good = [c for c, o in zip(conformers, ok) if o]
+        packed.conf_ok = ok.astype(bool)
+        packed.conf_ptr = np.concatenate([[0], np.cumsum(csz)])
+        packed.conf_z = (np.concatenate([np.asarray(c.z) for c in good]).astype(np.uint8)
+                         if good else np.zeros(0, np.uint8))
+        packed.conf_pos = (np.concatenate([np.asarray(c.pos) for c in good]).astype(np.float32)
+                           if good else np.zeros((0, 3), np.float32))
+    return packed
+
+
+def _featurize_all(featurizer, smiles: list[str], n_jobs: int, progress: bool) -> list:
+    """Featurizer outputs aligned with ``smiles``; None where featurisation failed."""
+    from mmsa.chem.parallel import featurize_many
+
+    results, failures = featurize_many(featurizer, smiles, n_jobs=n_jobs, progress=progress)
+    failed = {f.row for f in failures}
+    return [None if i in failed else r for i, r in enumerate(results)]
+
+
+def _smiles_key(smiles: list[str]) -> str:
+    h = hashlib.sha256()
+    for s in smiles:
+        h.update(s.encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def featurize_for_pretraining(config: MMSAConfig, smiles: list[str], n_jobs: int = 2,
+                              progress: bool = False, cache: bool = True) -> PackedFeatures:
+    """Featurise ``smiles`` with every modality ``config`` uses; cached under
+    ``$MMSA_CACHE/pretrain``. Molecules whose graph fails are left out (``rows`` says which
+    remain); failed images/conformers are masked."""
+    from mmsa.chem.conformer import ConformerFeaturizer
+    from mmsa.chem.graph import GraphFeaturizer
+    from mmsa.chem.image import ImageFeaturizer
+    from mmsa.encoder import _build
+
+    smiles = [str(s) for s in smiles]
+    gf = _build(GraphFeaturizer, config.graph_featurizer)
+    if (gf.atom_dim, gf.bond_dim) != (config.atom_dim, config.bond_dim):
+        raise InputError("config feature sizes do not match mmsa.chem.graph.GraphFeaturizer")
+    feats = {"graph": gf.config()}
+    imf = cf = None
+    if config.use_image:
+        icfg = dict(config.image_featurizer or {})
+        icfg.setdefault("size", config.image_size)
+        imf = _build(ImageFeaturizer, icfg)
+        feats["image"] = imf.config()
+    if config.use_geometry:
+        cf = _build(ConformerFeaturizer, config.conformer_featurizer)
+        feats["conformer"] = cf.config()
+    key = hashlib.sha256(json.dumps(feats, sort_keys=True, default=str).encode()
+                         + _smiles_key(smiles).encode()).hexdigest()[:20]
+    path = cache_dir() / "pretrain" / f"{key}.npz"
+    if cache and path.is_file():
+        log.info("loading packed features from %s", path)
+        return PackedFeatures.load(path)
+    log.info("featurising %d molecules (%s)", len(smiles), ", ".join(feats))
+    graphs = _featurize_all(gf, smiles, n_jobs, progress)
+    keep = [i for i, g in enumerate(graphs) if g is not None and g.x.shape[0] > 0]
+    if not keep:
+        raise InputError("no molecule could be featurised")
+    if len(keep) < len(smiles):
+        log.warning("%d of %d molecules failed graph featurisation and are left out",
+                    len(smiles) - len(keep), len(smiles))
+    sub = [smiles[i] for i in keep]
+    images = _featurize_all(imf, sub, n_jobs, progress) if imf is not None else None
+    confs = _featurize_all(cf, sub, n_jobs, progress) if cf is not None else None
+    packed = pack_features([graphs[i] for i in keep], images, confs)
+    packed.rows = np.asarray(keep, dtype=np.int64)
+    if confs is not None:
+        log.info("conformers: %d of %d", int(packed.conf_ok.sum()), len(packed))
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        packed.save(path)
+        log.info("packed features written to %s", path)
+    return packed
+
+
+# --------------------------------------------------------------------------- training
+@dataclass
+class PretrainResult:
+    """What :func:`pretrain` produced."""
+
+    checkpoint: Path
+    out_dir: Path
+    steps: int
+    wall_time_s: float
+    num_molecules: int
+    final_losses: dict[str, float]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def pretrain(config: MMSAConfig, smiles: list[str] | None, out_dir: str | os.PathLike,
+             steps: int = 1000, seed: int = 0, batch_size: int = 128, lr: float = 1e-3,
+             weight_decay: float = 1e-5, warmup: int = 100, n_jobs: int = 2,
+             checkpoint_every: int = 200, resume: bool = False, device: str = "auto",
+             progress: bool = False, max_minutes: float | None = None,
+             features: PackedFeatures | None = None, cache: bool = True) -> PretrainResult:
+    """Pre-train MMSA (see module docstring for the files written to ``out_dir``).
+
+    Args:
+        config: model configuration (``use_image``/``use_geometry``/``use_hypergraph``/
+            ``use_memory`` switch the ablations; both modality switches off = graph vs
+            augmented-graph contrastive).
+        smiles: training molecules (ignored when ``features`` is given).
+        steps: optimisation steps (the cosine schedule spans them).
+        seed: seeds weights, batch order and augmentations.
+        max_minutes: stop early (with a final checkpoint) after this much wall time.
+        features: pre-packed features (from :func:`featurize_for_pretraining`).
+        resume: continue from ``out_dir/last.pt`` (same config and data).
+    Returns:
+        :class:`PretrainResult`; the final model is ``out_dir/model.pt``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    if features is None:
+        if not smiles:
+            raise InputError("no SMILES to pre-train on")
+        features = featurize_for_pretraining(config, list(smiles), n_jobs=n_jobs,
+                                             progress=progress, cache=cache)
+    n = len(features)
+    if n < 2:
+        raise InputError("pre-training needs at least 2 molecules")
+    batch_size = min(batch_size, n)
+    torch.manual_seed(seed)
+    model = MMSA(config).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    start_step, elapsed0 = 0, 0.0
+    last = out / "last.pt"
+    if resume and last.is_file():
+        ckpt = read_checkpoint(last)
+        if ckpt["hyper_parameters"] != config.to_dict():
+            raise InputError(f"cannot resume: {last} was trained with another config")
+        model.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["extra"]["optimizer"])
+        start_step = int(ckpt["extra"]["step"])
+        elapsed0 = float(ckpt["extra"].get("wall_time_s", 0.0))
+        log.info("resuming from %s at step %d", last, start_step)
+    elif resume:
+        log.warning("no %s to resume from: starting fresh", last)
+    args = {"steps": steps, "seed": seed, "batch_size": batch_size, "lr": lr,
+            "weight_decay": weight_decay, "warmup": warmup, "num_molecules": n,
+            "device": str(dev), "max_minutes": max_minutes,
+            "torch_threads": torch.get_num_threads()}
+    (out / "config.json").write_text(json.dumps({"model": config.to_dict(), "training": args},
+                                                indent=2))
+    log_path = out / "log.csv"
+    new_log = start_step == 0 or not log_path.is_file()
+    log_fh = open(log_path, "w" if new_log else "a", newline="")
+    writer = csv.writer(log_fh)
+    if new_log:
+        writer.writerow(LOG_COLUMNS)
+    steps_per_epoch = max(1, n // batch_size)
+    gen = torch.Generator().manual_seed(seed + 1)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=start_step, unit="step", desc="pretrain")
+    t0 = time.monotonic()
+    perm_epoch, perm = -1, None
+    step = start_step
+    terms: dict[str, float] = {}
+
+    def save(path: Path, final: bool = False) -> None:
+        extra = {"step": step, "wall_time_s": elapsed0 + time.monotonic() - t0,
+                 "num_molecules": n, "seed": seed}
+        if not final:
+            extra["optimizer"] = opt.state_dict()
+        save_checkpoint(model, path, extra=extra)
+
+    try:
+        model.train()
+        while step < steps:
+            epoch = step // steps_per_epoch
+            if epoch != perm_epoch:
+                perm = np.random.default_rng([seed, epoch]).permutation(n)
+                perm_epoch = epoch
+            k = step % steps_per_epoch
+            idx = perm[k * batch_size:(k + 1) * batch_size]
+            batch = features.batch(idx).to(dev)
+            cur_lr = _lr_at(step, steps, lr, warmup)
+            for group in opt.param_groups:
+                group["lr"] = cur_lr
+            losses = model.losses(batch, generator=gen)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            terms = {k: float(v.detach()) for k, v in losses.items()}
+            h_m = h_r = float("nan")
+            if model.memory is not None:
+                with torch.no_grad():
+                    _, w = model._readout(model._views(batch, "fast")[0][2])
+                    h_m, h_r = (float(h) for h in assignment_entropy(w))
+            wall = elapsed0 + time.monotonic() - t0
+            writer.writerow([step, epoch, f"{wall:.2f}", f"{cur_lr:.6g}", f"{terms['loss']:.6f}",
+                             *(f"{terms[t]:.6f}" for t in LOSS_TERMS), f"{h_m:.4f}",
+                             f"{h_r:.4f}"])
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{terms['loss']:.3f}", epoch=epoch)
+            if step % checkpoint_every == 0:
+                log_fh.flush()
+                save(last)
+            if max_minutes is not None and wall - elapsed0 > 60 * max_minutes:
+                log.info("time budget of %.1f min reached at step %d", max_minutes, step)
+                break
+    finally:
+        log_fh.close()
+        if bar is not None:
+            bar.close()
+    model.eval()
+    save(last)
+    final = out / "model.pt"
+    save(final, final=True)
+    wall = elapsed0 + time.monotonic() - t0
+    log.info("pre-training done: %d steps, %.0f s, final loss %.4f", step, wall,
+             terms.get("loss", float("nan")))
+    return PretrainResult(final, out, step, wall, n, terms)
+
+
+def load_training_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Columns of a ``log.csv`` as float arrays."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return {c: np.zeros(0) for c in LOG_COLUMNS}
+    return {c: np.array([float(r[c]) for r in rows]) for c in rows[0]}
+
+
+def plot_loss_curves(log_csv: str | os.PathLike, png: str | os.PathLike,
+                     smooth: int = 25) -> Path:
+    """Plot every loss term of a training log (moving average of ``smooth`` steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = load_training_log(log_csv)
+    terms = ["loss", *LOSS_TERMS]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True)
+    kernel = np.ones(max(1, smooth)) / max(1, smooth)
+    for ax, term in zip(axes.ravel(), terms):
+        y = data[term]
+        ax.plot(data["step"], y, color="0.8", lw=0.6)
+        if len(y) >= len(kernel):
+            ax.plot(data["step"][len(kernel) - 1:], np.convolve(y, kernel, mode="valid"),
+                    color="C0", lw=1.4)
+        ax.set_title(term)
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("step")
+    fig.suptitle("MMSA pre-training losses (grey: per step; blue: moving average)")
+    fig.tight_layout()
+    png = Path(png)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
+
+
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, half: bool = False,
+                      extra: dict | None = None) -> Path:
+    """Copy the model of a training checkpoint to ``dst`` without optimizer state."""
+    from mmsa.model import model_from_checkpoint
+
+    ckpt = read_checkpoint(src)
+    model = model_from_checkpoint(ckpt)
+    info = {k: v for k, v in ckpt.get("extra", {}).items() if k != "optimizer"}
+    info.update(extra or {})
+    return save_checkpoint(model, dst, extra=info, half=half)
+
+
+def moses_training_smiles(n: int, seed: int = 0) -> list[str]:
+    """``n`` SMILES drawn (seeded) from the MOSES training split (``mmsa.data.fetch``)."""
+    import pandas as pd
+
+    from mmsa.data import fetch
+
+    df = pd.read_csv(fetch("moses"), usecols=["smiles", "split"])
+    train = df.loc[df["split"] == "train", "smiles"].to_numpy()
+    if n > len(train):
+        raise InputError(f"MOSES has only {len(train)} training molecules")
+    rng = np.random.default_rng(seed)
+    return [str(s) for s in train[np.sort(rng.choice(len(train), n, replace=False))]]
