@@ -37,6 +37,8 @@ from mmsa.types import InputError, MMSAError
 logger = logging.getLogger(__name__)
 
 CSV_CHUNK = 200_000  # rows per chunk when streaming large files
+# Bump when a reader's output changes: cached CSVs written by an older format are rebuilt.
+FORMAT_VERSION = 2
 
 __all__ = [
     "DATASETS",
@@ -242,7 +244,10 @@ def _read_freesolv(zf: zipfile.ZipFile, ds: Dataset) -> Iterator[pd.DataFrame]:
 
 
 def _sdf_records(data: bytes) -> Iterator[tuple[object, dict]]:
-    """(RDKit Mol or None, data fields) for each record of an SDF given as bytes."""
+    """(RDKit Mol or None, data fields) for each record of an SDF given as bytes.
+
+    The data fields of a record whose mol block does not parse are lost (RDKit gives None).
+    """
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")  # scoped: re-enabled below
@@ -264,11 +269,14 @@ def _read_solubility(zf: zipfile.ZipFile, ds: Dataset) -> Iterator[pd.DataFrame]
         split = Path(member).name.split(".")[1]  # solubility.train.sdf -> train
         rows = []
         for i, (mol, props) in enumerate(_sdf_records(zf.read(member))):
-            smiles = props.get("SMILES", props.get("smiles"))
-            if smiles is None:
-                if mol is None:
-                    raise DatasetError(f"{member}: record {i} has neither a molecule nor SMILES")
+            # The structure is authoritative: 18 SMILES data fields are malformed ("n(H)...")
+            # while their mol blocks parse. The field is the fallback for unparsable blocks.
+            if mol is not None:
                 smiles = Chem.MolToSmiles(mol)
+            else:
+                smiles = props.get("SMILES", props.get("smiles"))
+                if smiles is None:
+                    raise DatasetError(f"{member}: record {i} has neither a molecule nor SMILES")
             rows.append(
                 {
                     "smiles": smiles,
@@ -531,6 +539,7 @@ def _meta_path(ds: Dataset, root: Path) -> Path:
 
 def _expected_meta(ds: Dataset) -> dict:
     return {
+        "format_version": FORMAT_VERSION,
         "name": ds.name,
         "package": ds.wheel.package,
         "version": ds.wheel.version,

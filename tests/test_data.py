@@ -299,13 +299,13 @@ def _sdf(records: list[tuple[str, str, dict]]) -> bytes:
 def test_solubility_reader_keeps_splits_and_logs(tmp_path):
     ds = data.dataset_info("solubility")
     train = _sdf([("n-pentane", "CCCCC", {"ID": 1, "NAME": "n-pentane", "SOL": -3.18,
-                                          "SOL_classification": "(A) low", "smiles": "CCCCC"})])
+                                          "SOL_classification": "(A) low", "smiles": "C(H)"})])
     test = _sdf([("benzene", "c1ccccc1", {"ID": 7, "NAME": "benzene", "SOL": -1.64,
                                           "SOL_classification": "(B) medium"})])
     zf = _zip_with(tmp_path, {ds.files[0]: train, ds.files[1]: test})
     df = pd.concat(list(data._read_solubility(zf, ds)), ignore_index=True)
     assert list(df.columns) == list(ds.columns)
-    assert df["smiles"].tolist() == ["CCCCC", "c1ccccc1"]  # 2nd from the structure (no field)
+    assert df["smiles"].tolist() == ["CCCCC", "c1ccccc1"]  # from the structures, not the field
     assert df["id"].tolist() == ["train-1", "test-7"]
     assert df["label"].tolist() == df["logS"].tolist() == [-3.18, -1.64]
     assert df["split"].tolist() == ["train", "test"]
