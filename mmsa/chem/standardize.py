@@ -1,0 +1,119 @@
+"""Parsing and standardisation of molecules (RDKit MolStandardize).
+
+Standardisation keeps the largest fragment (organic fragments preferred, so a salt's
+counter-ion goes) and neutralises charges where a neutral form exists; the result is RDKit's
+canonical SMILES. Every parse goes through :func:`parse_smiles`, so the reader, the
+featurizers and the app agree on what a valid molecule is and give the same reasons.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from rdkit import Chem
+from rdkit.Chem.MolStandardize import rdMolStandardize
+from rdkit.rdBase import BlockLogs
+
+from mmsa.types import InputError
+
+__all__ = ["parse_smiles", "smiles_error", "standardize_mol", "standardize_smiles"]
+
+
+def smiles_error(smiles: str) -> str | None:
+    """Why ``smiles`` is not a valid molecule, or ``None`` when RDKit accepts it.
+
+    The reason is RDKit's own sanitisation message where there is one (e.g. a valence
+    error), else a syntax error.
+    """
+    if not isinstance(smiles, str):
+        return f"SMILES is not text ({type(smiles).__name__})"
+    text = smiles.strip()
+    if not text:
+        return "empty SMILES"
+    with BlockLogs():
+        mol = Chem.MolFromSmiles(text, sanitize=False)
+        if mol is None:
+            return "invalid SMILES syntax"
+        if mol.GetNumAtoms() == 0:
+            return "SMILES has no atoms"
+        try:
+            Chem.SanitizeMol(mol)
+        except Exception as exc:  # RDKit raises several sanitisation exception types
+            message = str(exc).strip() or type(exc).__name__
+            return f"invalid molecule: {message}"
+        if Chem.MolFromSmiles(text) is None:
+            return "invalid molecule"
+    return None
+
+
+# A bracket atom whose element is hydrogen ([H], [2H+], ...; not He/Hf/Hg/Ho/Hs).
+_EXPLICIT_H = re.compile(r"\[\d*H(?![a-z])")
+_KEEP_HS = Chem.SmilesParserParams()
+_KEEP_HS.removeHs = False
+
+
+def parse_smiles(smiles: str) -> Chem.Mol:
+    """Parse a SMILES string into a sanitised RDKit molecule (hydrogens implicit).
+
+    The same molecule as ``Chem.MolFromSmiles(smiles)``: explicit hydrogen atoms are
+    removed where RDKit removes them. (Without any ``[H]`` atom in the text the hydrogen
+    removal pass is skipped, which is faster and gives the same molecule.)
+
+    Raises:
+        InputError: the SMILES is empty, unparsable or chemically invalid; the message
+            gives the reason.
+    """
+    mol = None
+    if isinstance(smiles, str) and smiles.strip():
+        text = smiles.strip()
+        with BlockLogs():
+            if _EXPLICIT_H.search(text):
+                mol = Chem.MolFromSmiles(text)
+            else:
+                mol = Chem.MolFromSmiles(text, _KEEP_HS)
+    if mol is None or mol.GetNumAtoms() == 0:
+        reason = smiles_error(smiles) or "invalid SMILES"
+        raise InputError(f"{reason}: {smiles!r}")
+    return mol
+
+
+@lru_cache(maxsize=1)
+def _tools() -> tuple[rdMolStandardize.LargestFragmentChooser, rdMolStandardize.Uncharger]:
+    # One set per process; building them is cheap but not free.
+    return (rdMolStandardize.LargestFragmentChooser(preferOrganic=True),
+            rdMolStandardize.Uncharger(canonicalOrder=True))
+
+
+def standardize_mol(mol: Chem.Mol) -> Chem.Mol:
+    """Largest fragment, then neutralised; returns a new molecule (``mol`` is not changed).
+
+    Raises:
+        InputError: standardisation failed (the molecule is left without atoms or RDKit
+            raises).
+    """
+    chooser, uncharger = _tools()
+    with BlockLogs():
+        try:
+            out = Chem.Mol(mol)
+            if len(Chem.GetMolFrags(out)) > 1:
+                out = chooser.choose(out)
+            if any(atom.GetFormalCharge() for atom in out.GetAtoms()):
+                out = uncharger.uncharge(out)
+        except Exception as exc:  # RDKit errors surface as several exception types
+            raise InputError(f"standardisation failed: {exc}") from exc
+    if out is None or out.GetNumAtoms() == 0:
+        raise InputError("standardisation left no atoms")
+    return out
+
+
+def standardize_smiles(smiles: str) -> str:
+    """Canonical SMILES of the standardised molecule (largest fragment, neutralised).
+
+    >>> standardize_smiles("CC(=O)[O-].[Na+]")
+    'CC(=O)O'
+
+    Raises:
+        InputError: ``smiles`` is invalid or cannot be standardised (message gives why).
+    """
+    return Chem.MolToSmiles(standardize_mol(parse_smiles(smiles)))
