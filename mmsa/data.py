@@ -599,7 +599,7 @@ def fetch(
 
 def load_dataset(name: str, cache_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """``fetch(name)`` then read it: a DataFrame with ``ds.columns`` (``id`` as text)."""
-    return pd.read_csv(fetch(name, cache_dir=cache_dir), dtype={"id": str}, keep_default_na=True)
+    return pd.read_csv(fetch(name, cache_dir=cache_dir), dtype={"id": str})
 
 
 # --------------------------------------------------------------------------- internals
