@@ -1,0 +1,269 @@
+"""``mmsa index build|add|list|info|delete|ensure-default`` and ``mmsa search``.
+
+Parsing only: the work is done by :mod:`mmsa.library`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--indexes", default=None, metavar="DIR",
+                   help="libraries root (default $MMSA_INDEXES, else ./indexes)")
+
+
+def _encoder_opt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=None, metavar="PT",
+                   help="MMSA checkpoint (default $MMSA_CHECKPOINT, else the shipped one)")
+
+
+def _input_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--smiles-col", default=None, help="SMILES column (default: found by name)")
+    p.add_argument("--id-col", default=None, help="id column (default: found by name)")
+    p.add_argument("--chunk-size", type=int, default=10_000, help="molecules per chunk")
+    p.add_argument("--n-jobs", type=int, default=1, help="worker processes for embedding")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "index", help="build and manage searchable libraries",
+        description="Build, append to, list, inspect and delete libraries (indexes/NAME/).",
+    )
+    sub = parser.add_subparsers(dest="index_command", required=True)
+
+    p = sub.add_parser("build", help="build a library from a .smi/.csv/.tsv/.sdf[.gz] file")
+    p.add_argument("input", help="molecule file")
+    p.add_argument("--name", required=True, help="library name")
+    p.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf"],
+                   help="FAISS index: auto = exact below --approx-threshold, else HNSW")
+    p.add_argument("--approx-threshold", type=int, default=200_000,
+                   help="library size from which 'auto' uses an approximate index")
+    p.add_argument("--hyperedge-k", type=int, default=8, help="neighbours per hyperedge")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing library")
+    _input_opts(p)
+    _encoder_opt(p)
+    _common(p)
+    p.set_defaults(func=_build)
+
+    p = sub.add_parser("add", help="append the molecules of a file to a library")
+    p.add_argument("name", help="library name")
+    p.add_argument("input", help="molecule file")
+    _input_opts(p)
+    _encoder_opt(p)
+    _common(p)
+    p.set_defaults(func=_add)
+
+    p = sub.add_parser("list", help="list the libraries")
+    _common(p)
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("info", help="show a library's manifest summary")
+    p.add_argument("name", help="library name")
+    p.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    p.add_argument("--verify", action="store_true", help="check every file's sha256")
+    _common(p)
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("delete", help="delete a library")
+    p.add_argument("name", help="library name")
+    _common(p)
+    p.set_defaults(func=_delete)
+
+    p = sub.add_parser("ensure-default",
+                       help="build the default library (approved drugs) if there is none")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _encoder_opt(p)
+    _common(p)
+    p.set_defaults(func=_ensure_default)
+
+    p = subparsers.add_parser(
+        "search", help="search a library with a query molecule",
+        description="Search a library: embedding (MMSA cosine), tanimoto (Morgan r=2 2048), "
+                    "substructure (SMILES/SMARTS pattern) or exact (same standardised molecule).",
+    )
+    p.add_argument("name", help="library name")
+    p.add_argument("--smiles", required=True, help="query SMILES (SMARTS allowed for substructure)")
+    p.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
+    p.add_argument("--mode", default="embedding",
+                   choices=["embedding", "tanimoto", "substructure", "exact"])
+    p.add_argument("--threshold", type=float, default=None, help="minimum score")
+    p.add_argument("--format", default="table", choices=["table", "csv"], help="output format")
+    _encoder_opt(p)
+    _common(p)
+    p.set_defaults(func=_search)
+
+
+class _Bar:
+    """A tqdm bar driven by the library's progress(done, total) callback."""
+
+    def __init__(self, enabled: bool, desc: str):
+        self.bar = None
+        self.enabled = enabled
+        self.desc = desc
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="mol", desc=self.desc, file=sys.stderr)
+        if total is not None and self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _report(report) -> None:
+    idx = report.index
+    recall = idx.get("recall_at_10")
+    print(
+        f"library {report.name!r}: {report.n_total:,} molecules ({report.n_ok:,} added, "
+        f"{report.n_failed:,} failed) in {report.seconds:.1f} s; index {idx.get('type')}"
+        + (f" (recall@10 {recall:.3f} vs exact)" if idx.get("type") != "flat" else "")
+        + f"; {report.path}",
+        file=sys.stderr,
+    )
+    for f in report.failures[:20]:
+        print(f"  failed: {f}", file=sys.stderr)
+    if len(report.failures) > 20:
+        print(f"  ... and {len(report.failures) - 20} more (see `mmsa index info "
+              f"{report.name} --json`)", file=sys.stderr)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from mmsa.library import build_library
+
+    bar = _Bar(not args.no_progress, f"build {args.name}")
+    try:
+        report = build_library(
+            args.input, args.name, root=args.indexes, encoder=args.checkpoint,
+            smiles_col=args.smiles_col, id_col=args.id_col, index=args.index,
+            approx_threshold=args.approx_threshold, hyperedge_k=args.hyperedge_k,
+            chunk_size=args.chunk_size, n_jobs=args.n_jobs, progress=bar,
+            overwrite=args.overwrite,
+        )
+    finally:
+        bar.close()
+    _report(report)
+    return 0
+
+
+def _add(args: argparse.Namespace) -> int:
+    from mmsa.library import add_to_library
+
+    bar = _Bar(not args.no_progress, f"add to {args.name}")
+    try:
+        report = add_to_library(
+            args.name, args.input, root=args.indexes, encoder=args.checkpoint,
+            smiles_col=args.smiles_col, id_col=args.id_col, chunk_size=args.chunk_size,
+            n_jobs=args.n_jobs, progress=bar,
+        )
+    finally:
+        bar.close()
+    _report(report)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from mmsa.library import list_libraries
+
+    infos = list_libraries(args.indexes)
+    if not infos:
+        print("no libraries (build one with `mmsa index build FILE --name NAME`)",
+              file=sys.stderr)
+        return 0
+    header = ("name", "molecules", "failed", "index", "dim", "checkpoint", "updated")
+    rows = [
+        (i.name, f"{i.count:,}", f"{i.n_failed:,}", i.index_type, str(i.dim),
+         i.checkpoint_sha256[:12], i.updated or i.created)
+        if i.ok else (i.name, "-", "-", "-", "-", "-", f"unreadable: {i.error}")
+        for i in infos
+    ]
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from mmsa.library import open_library
+
+    lib = open_library(args.name, root=args.indexes, verify="full" if args.verify else "auto")
+    m = lib.manifest
+    if args.json:
+        print(json.dumps(m, indent=1, default=str))
+        return 0
+    idx = m["index"]
+    lines = [
+        ("name", lib.name),
+        ("path", str(lib.path)),
+        ("molecules", f"{len(lib):,}"),
+        ("failed rows", f"{m.get('n_failed', 0):,}"),
+        ("embedding", f"dim {m['embedding']['dim']}, {m['embedding']['metric']}, "
+                      f"{m['embedding']['normalization']}-normalised"),
+        ("checkpoint", m["checkpoint"]["sha256"]),
+        ("index", f"{idx.get('type')} {idx.get('params', {})}"
+                  + (f", recall@10 {idx['recall_at_10']} on {idx['recall_sample']} queries"
+                     if idx.get("type") != "flat" else "")),
+        ("hyperedges", f"k = {m['hyperedges']['k']}"),
+        ("memory slots", f"top {m['slots']['top']} of {m['slots'].get('num_slots', '?')}"),
+        ("properties", ", ".join(m.get("columns", [])) or "-"),
+        ("created", m.get("created", "")),
+        ("updated", m.get("updated", "")),
+    ]
+    for s in m.get("sources", []):
+        lines.append(("source", f"{s['path']} ({s['n_ok']:,} ok, {s['n_failed']:,} failed)"))
+    width = max(len(k) for k, _ in lines)
+    for k, v in lines:
+        print(f"{k.ljust(width)}  {v}")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from mmsa.library import delete_library
+
+    delete_library(args.name, root=args.indexes)
+    print(f"deleted library {args.name!r}", file=sys.stderr)
+    return 0
+
+
+def _ensure_default(args: argparse.Namespace) -> int:
+    from mmsa.library import ensure_default_library
+
+    bar = _Bar(not args.no_progress, "build the default library")
+    try:
+        built = ensure_default_library(root=args.indexes, progress=bar, encoder=args.checkpoint)
+    finally:
+        bar.close()
+    if built:
+        print(f"built the default library {built!r}", file=sys.stderr)
+    else:
+        print("a library already exists; nothing to do", file=sys.stderr)
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from mmsa.library import open_library
+
+    lib = open_library(args.name, root=args.indexes, encoder=args.checkpoint, verify="size")
+    hits = lib.search(args.smiles, k=args.k, mode=args.mode, threshold=args.threshold)
+    if args.format == "csv":
+        hits.to_csv(sys.stdout, index=False, float_format="%.4f")
+        return 0
+    if hits.empty:
+        print("no hits", file=sys.stderr)
+        return 0
+    with pd.option_context("display.max_columns", 12, "display.width", 160,
+                           "display.max_colwidth", 50, "display.float_format", "{:.4f}".format):
+        print(hits.to_string(index=False))
+    return 0

@@ -1,0 +1,152 @@
+"""Fingerprint searches over packed bit arrays (numpy popcount), exact over the whole library.
+
+Morgan fingerprints are stored as uint8 [n, 256] (2048 bits); they are viewed as uint64
+[n, 32] so that Tanimoto is a bitwise AND and a popcount (``np.bitwise_count``), streamed in
+blocks of rows. FAISS binary indexes are Hamming only, so Tanimoto is computed here exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from mmsa.types import InputError
+
+log = logging.getLogger(__name__)
+
+BLOCK = 262_144
+
+
+def _as_u64(packed: np.ndarray) -> np.ndarray:
+    packed = np.asarray(packed)
+    if packed.dtype != np.uint8 or packed.shape[-1] % 8:
+        raise ValueError("packed fingerprints must be uint8 with a multiple of 8 bytes per row")
+    return packed.view(np.uint64)
+
+
+def popcounts(packed: np.ndarray, block: int = BLOCK) -> np.ndarray:
+    """Bits set per row of ``packed`` uint8 [n, B]: int32 [n]."""
+    n = len(packed)
+    out = np.empty(n, dtype=np.int32)
+    for s in range(0, n, block):
+        out[s : s + block] = np.bitwise_count(_as_u64(np.asarray(packed[s : s + block]))).sum(
+            axis=1, dtype=np.int32
+        )
+    return out
+
+
+def tanimoto_all(
+    query: np.ndarray, packed: np.ndarray, counts: np.ndarray | None = None, block: int = BLOCK
+) -> np.ndarray:
+    """Tanimoto of one packed fingerprint ``query`` uint8 [B] to every row of ``packed``
+    uint8 [n, B]: float32 [n]. Two empty fingerprints have Tanimoto 0."""
+    q = _as_u64(np.ascontiguousarray(query, dtype=np.uint8).reshape(1, -1))
+    qc = int(np.bitwise_count(q).sum())
+    n = len(packed)
+    out = np.empty(n, dtype=np.float32)
+    for s in range(0, n, block):
+        lib = _as_u64(np.ascontiguousarray(packed[s : s + block]))
+        inter = np.bitwise_count(lib & q).sum(axis=1, dtype=np.int32)
+        c = counts[s : s + block] if counts is not None else np.bitwise_count(lib).sum(
+            axis=1, dtype=np.int32
+        )
+        union = c + qc - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[s : s + block] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    return out
+
+
+def tanimoto_rows(query: np.ndarray, packed: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Tanimoto of ``query`` to the given ``rows`` of ``packed``: float32 [len(rows)]."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        return np.zeros(0, np.float32)
+    return tanimoto_all(query, np.asarray(packed[np.sort(rows)]))[np.argsort(np.argsort(rows))]
+
+
+def top_k(scores: np.ndarray, k: int | None, threshold: float | None) -> np.ndarray:
+    """Rows of the best scores (descending, ties by row), at most ``k`` (None = all), with
+    score >= ``threshold`` when given: int64 [<= k]."""
+    scores = np.asarray(scores)
+    cand = np.arange(len(scores))
+    if threshold is not None:
+        cand = cand[scores >= threshold]
+    if k is not None and len(cand) > k:
+        part = np.argpartition(-scores[cand], k - 1)[:k]
+        kth = scores[cand][part].min()
+        cand = cand[scores[cand] >= kth]  # keep ties at the boundary for a stable order
+    order = np.lexsort((cand, -scores[cand]))
+    cand = cand[order]
+    return cand[:k] if k is not None else cand
+
+
+def contains_screen(query: np.ndarray, packed: np.ndarray, block: int = BLOCK) -> np.ndarray:
+    """Rows whose packed fingerprint has every bit of ``query`` set (the pattern-fingerprint
+    screen: a necessary condition for a substructure match): int64 [m]."""
+    q = _as_u64(np.ascontiguousarray(query, dtype=np.uint8).reshape(1, -1))
+    out = []
+    for s in range(0, len(packed), block):
+        lib = _as_u64(np.ascontiguousarray(packed[s : s + block]))
+        ok = np.all((lib & q) == q, axis=1)
+        out.append(np.flatnonzero(ok) + s)
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def parse_query(query: str, *, allow_smarts: bool = False):
+    """RDKit Mol of a query SMILES (or SMARTS when ``allow_smarts``); InputError if neither
+    parses. Returns (mol, is_smarts)."""
+    from mmsa.library.embed import parse_smiles
+
+    if not isinstance(query, str) or not query.strip():
+        raise InputError("empty query: give a SMILES string")
+    query = query.strip()
+    mol = parse_smiles(query)
+    if mol is not None and mol.GetNumAtoms() > 0:
+        return mol, False
+    if allow_smarts:
+        from rdkit import Chem
+        from rdkit.rdBase import BlockLogs
+
+        with BlockLogs():
+            patt = Chem.MolFromSmarts(query)
+        if patt is not None and patt.GetNumAtoms() > 0:
+            return patt, True
+        raise InputError(f"could not parse query {query!r} as SMILES or SMARTS")
+    raise InputError(f"could not parse query SMILES {query!r}")
+
+
+def substructure_rows(
+    pattern, pattern_fps: np.ndarray, smiles, limit: int | None = None
+) -> np.ndarray:
+    """Rows whose molecule contains ``pattern`` (an RDKit Mol from SMILES or SMARTS).
+
+    Screens with pattern fingerprints (:func:`contains_screen`; RDKit guarantees no false
+    negatives for this screen) and confirms each candidate with RDKit substructure matching
+    (via ``rdSubstructLibrary.SubstructLibrary`` over the candidates' SMILES). ``smiles`` is
+    indexable by row. Stops after ``limit`` confirmed matches (rows in ascending order).
+    """
+    from rdkit import Chem
+    from rdkit.Chem import rdSubstructLibrary
+
+    from mmsa.library.embed import pattern_query_packed
+
+    qfp = pattern_query_packed(pattern)
+    cand = contains_screen(qfp, pattern_fps)
+    log.debug("substructure screen kept %d of %d", len(cand), len(pattern_fps))
+    hits: list[int] = []
+    params = Chem.SubstructMatchParameters()
+    params.useChirality = False
+    step = 4096
+    for s in range(0, len(cand), step):
+        rows = cand[s : s + step]
+        holder = rdSubstructLibrary.CachedTrustedSmilesMolHolder()
+        for r in rows:
+            holder.AddSmiles(str(smiles[int(r)]))
+        lib = rdSubstructLibrary.SubstructLibrary(holder)
+        want = len(rows) if limit is None else min(len(rows), limit - len(hits))
+        found = sorted(lib.GetMatches(pattern, params, numThreads=1, maxResults=want))
+        hits.extend(int(rows[j]) for j in found)
+        if limit is not None and len(hits) >= limit:
+            break
+    return np.asarray(hits[:limit] if limit is not None else hits, dtype=np.int64)
