@@ -17,7 +17,8 @@ from rdkit.rdBase import BlockLogs
 
 from mmsa.types import InputError
 
-__all__ = ["parse_smiles", "smiles_error", "standardize_mol", "standardize_smiles"]
+__all__ = ["parse_smiles", "smiles_error", "standardize_mol", "standardize_or_reason",
+           "standardize_smiles"]
 
 
 def smiles_error(smiles: str) -> str | None:
@@ -117,3 +118,18 @@ def standardize_smiles(smiles: str) -> str:
         InputError: ``smiles`` is invalid or cannot be standardised (message gives why).
     """
     return Chem.MolToSmiles(standardize_mol(parse_smiles(smiles)))
+
+
+def standardize_or_reason(smiles: str) -> tuple[str | None, str | None]:
+    """``(canonical standardised SMILES, None)``, or ``(None, reason)`` when it fails.
+
+    The non-raising form used by the readers, which turn the reason into a ``Failure``.
+    """
+    try:
+        mol = parse_smiles(smiles)
+    except InputError:
+        return None, smiles_error(smiles) or "invalid SMILES"
+    try:
+        return Chem.MolToSmiles(standardize_mol(mol)), None
+    except InputError as exc:
+        return None, str(exc)
