@@ -8,6 +8,7 @@ blocks of rows. FAISS binary indexes are Hamming only, so Tanimoto is computed h
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 
@@ -93,17 +94,26 @@ def contains_screen(query: np.ndarray, packed: np.ndarray, block: int = BLOCK) -
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
+#: text that only SMARTS can mean: logical operators, wildcards, recursion, [#n] atoms
+_SMARTS_ONLY = re.compile(r"[~*$!;&,]|\[[^\]]*#")
+
+
 def parse_query(query: str, *, allow_smarts: bool = False):
-    """RDKit Mol of a query SMILES (or SMARTS when ``allow_smarts``); InputError if neither
-    parses. Returns (mol, is_smarts)."""
+    """RDKit Mol of a query; InputError if it does not parse. Returns (mol, is_smarts).
+
+    Without ``allow_smarts`` the query must be SMILES. With it (substructure search), text
+    using SMARTS-only syntax (``~ * $ ! ; & ,`` or ``[#n]``) is read as SMARTS; anything else
+    as SMILES first (so Kekulé rings match aromatic ones, as chemists expect), then as SMARTS.
+    """
     from mmsa.library.embed import parse_smiles
 
     if not isinstance(query, str) or not query.strip():
         raise InputError("empty query: give a SMILES string")
     query = query.strip()
-    mol = parse_smiles(query)
-    if mol is not None and mol.GetNumAtoms() > 0:
-        return mol, False
+    if not (allow_smarts and _SMARTS_ONLY.search(query)):
+        mol = parse_smiles(query)
+        if mol is not None and mol.GetNumAtoms() > 0:
+            return mol, False
     if allow_smarts:
         from rdkit import Chem
         from rdkit.rdBase import BlockLogs

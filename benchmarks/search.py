@@ -1,0 +1,324 @@
+"""Library build and search benchmark on MOSES subsets (issue 4 item 6).
+
+For each size (first N rows of MOSES; "all" = 1,936,962): build the library in a child
+process (wall time, molecules/s, peak RSS of the whole process tree sampled from /proc and
+the largest single process from getrusage), then on the built library, over seeded queries
+drawn from the library: embedding search latency p50/p99 at k=10 (end to end: standardise +
+embed the query + FAISS + Tanimoto of the hits + result table; and the FAISS search alone),
+recall@10 of the index against exact search, exact Morgan Tanimoto search (numpy popcount),
+and per query on the same library RDKit BulkTanimotoSimilarity (+ top 10) and FPSim2 top_k.
+
+    nice -n 10 .venv/bin/python benchmarks/search.py --sizes 10000 100000 [--checkpoint PT]
+    nice -n 10 .venv/bin/python benchmarks/search.py --sizes all
+
+Prints a table and merges its figures into benchmarks/results/search.json (one entry per size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "results" / "search.json"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _tree_rss(root_pid: int) -> int:
+    """Resident set size (bytes) of ``root_pid`` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            with open(f"/proc/{entry}/statm") as fh:
+                pages = int(fh.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+        rss[int(entry)] = pages * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def _percentiles(ms: list[float]) -> dict:
+    a = np.asarray(ms)
+    return {"p50_ms": round(float(np.percentile(a, 50)), 3),
+            "p99_ms": round(float(np.percentile(a, 99)), 3),
+            "mean_ms": round(float(a.mean()), 3), "n": len(a)}
+
+
+def _subset(moses: Path, n: int | None, cache: Path) -> Path:
+    if n is None:
+        return moses
+    out = cache / f"moses-{n}.csv"
+    if out.exists():
+        return out
+    tmp = out.with_suffix(".tmp")
+    with open(moses) as src, open(tmp, "w") as dst:
+        for i, line in enumerate(src):
+            if i > n:
+                break
+            dst.write(line)
+    os.replace(tmp, out)
+    return out
+
+
+def _child_build(args) -> int:
+    """Run in the child process: build and write the report as JSON."""
+    import logging
+
+    from mmsa.library import build_library
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    last = [0.0]
+
+    def progress(done, total):
+        now = time.time()
+        if now - last[0] > 30:
+            last[0] = now
+            print(f"  ... {done:,}/{total or '?'} rows", file=sys.stderr, flush=True)
+
+    rep = build_library(args.csv, args.name, root=args.root, encoder=args.checkpoint,
+                        n_jobs=args.n_jobs, chunk_size=args.chunk_size, overwrite=True,
+                        progress=progress)
+    Path(args.report).write_text(json.dumps({
+        "n_ok": rep.n_ok, "n_failed": rep.n_failed, "seconds": rep.seconds,
+        "index": rep.index,
+    }))
+    return 0
+
+
+def _build(csv: Path, name: str, root: Path, checkpoint, n_jobs: int, chunk_size: int) -> dict:
+    report = root / f"{name}.report.json"
+    cmd = [sys.executable, __file__, "--child-build", "--csv", str(csv), "--name", name,
+           "--root", str(root), "--n-jobs", str(n_jobs), "--chunk-size", str(chunk_size),
+           "--report", str(report)]
+    if checkpoint:
+        cmd += ["--checkpoint", str(checkpoint)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd)
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            done.wait(0.5)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    rc = proc.wait()
+    done.set()
+    th.join()
+    wall = time.perf_counter() - t0
+    if rc != 0:
+        raise SystemExit(f"build of {name} failed (exit {rc})")
+    rep = json.loads(report.read_text())
+    single = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return {"build_seconds": round(wall, 1), "build_seconds_in_library": round(rep["seconds"], 1),
+            "molecules": rep["n_ok"], "failed": rep["n_failed"],
+            "mol_per_s": round(rep["n_ok"] / wall, 1),
+            "peak_rss_gb_tree": round(peak[0] / 2**30, 3),
+            "peak_rss_gb_largest_process": round(single / 2**30, 3), "index": rep["index"]}
+
+
+def _bench_library(name: str, root: Path, checkpoint, n_queries: int, n_bulk: int,
+                   fpsim2: bool, cache: Path, seed: int = 0) -> dict:
+    from rdkit import DataStructs
+
+    from mmsa.library import ann, open_library
+
+    lib = open_library(name, root=root, encoder=checkpoint, verify="size")
+    n = len(lib)
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(n, size=min(n_queries, n), replace=False))
+    queries = lib.metadata["smiles"].to_numpy()[rows].tolist()
+    lib.search(queries[0], k=10)  # warm up: index, metadata, encoder
+    out: dict = {"library": name, "molecules": n, "queries": len(queries),
+                 "index": lib.manifest["index"]}
+
+    e2e = []
+    for q in queries:
+        t = time.perf_counter()
+        lib.search(q, k=10)
+        e2e.append((time.perf_counter() - t) * 1e3)
+    out["embedding_search_end_to_end"] = _percentiles(e2e)
+
+    qv = lib.encoder.embed(queries).vectors
+    raw, found = [], []
+    for v in qv:
+        t = time.perf_counter()
+        _, i = lib.search_vectors(v[None, :], 10)
+        raw.append((time.perf_counter() - t) * 1e3)
+        found.append(i[0])
+    out["embedding_search_faiss_only"] = _percentiles(raw)
+    _, exact = ann.exact_search(lib.vectors, qv, 10)
+    out["recall_at_10"] = round(ann.recall_at_k(np.stack(found), exact), 4)
+
+    tan = []
+    lib.search(queries[0], k=10, mode="tanimoto")  # warm up popcounts
+    for q in queries[:n_bulk]:
+        t = time.perf_counter()
+        lib.search(q, k=10, mode="tanimoto")
+        tan.append((time.perf_counter() - t) * 1e3)
+    out["tanimoto_numpy_exact"] = _percentiles(tan)
+
+    # RDKit BulkTanimotoSimilarity on the same fingerprints (built from the stored bits)
+    t = time.perf_counter()
+    fps = []
+    block = 100_000
+    for s in range(0, n, block):
+        bits = np.unpackbits(np.asarray(lib.morgan[s : s + block]), axis=1)
+        for row in bits:
+            bv = DataStructs.ExplicitBitVect(2048)
+            bv.SetBitsFromList(np.flatnonzero(row).tolist())
+            fps.append(bv)
+    out["rdkit_fp_setup_seconds"] = round(time.perf_counter() - t, 1)
+    bulk = []
+    for r in rows[:n_bulk]:
+        qfp = fps[int(r)]
+        t = time.perf_counter()
+        sims = np.asarray(DataStructs.BulkTanimotoSimilarity(qfp, fps))
+        np.argpartition(-sims, 10)[:10]
+        bulk.append((time.perf_counter() - t) * 1e3)
+    out["rdkit_bulk_tanimoto"] = _percentiles(bulk)
+    del fps
+
+    if fpsim2:
+        from FPSim2 import FPSim2Engine
+        from FPSim2.io import create_db_file
+
+        h5 = cache / f"fpsim2-{name}-{n}.h5"
+        if not h5.exists():
+            t = time.perf_counter()
+            smiles = lib.metadata["smiles"].tolist()
+            tmp = h5.with_suffix(".tmp.h5")
+            create_db_file([[s, i] for i, s in enumerate(smiles)], str(tmp), mol_format="smiles",
+                           fp_type="Morgan", fp_params={"radius": 2, "fpSize": 2048})
+            os.replace(tmp, h5)
+            out["fpsim2_db_seconds"] = round(time.perf_counter() - t, 1)
+        engine = FPSim2Engine(str(h5))  # our own file in the cache (FPSim2 pickles its config)
+        engine.top_k(queries[0], k=10, threshold=0.0, n_workers=1)
+        fs = []
+        for q in queries[:n_bulk]:
+            t = time.perf_counter()
+            engine.top_k(q, k=10, threshold=0.0, n_workers=1)
+            fs.append((time.perf_counter() - t) * 1e3)
+        out["fpsim2_top_k"] = _percentiles(fs)
+        del engine
+
+    e = out["embedding_search_end_to_end"]["p50_ms"]
+    f = out["embedding_search_faiss_only"]["p50_ms"]
+    b = out["rdkit_bulk_tanimoto"]["p50_ms"]
+    out["speedup_vs_bulk_tanimoto_end_to_end"] = round(b / e, 1)
+    out["speedup_vs_bulk_tanimoto_faiss_only"] = round(b / f, 1)
+    if "fpsim2_top_k" in out:
+        out["speedup_vs_fpsim2_end_to_end"] = round(out["fpsim2_top_k"]["p50_ms"] / e, 2)
+    return out
+
+
+def _table(results: dict) -> str:
+    cols = ["size", "build s", "mol/s", "RSS GB", "index", "recall@10", "e2e p50", "e2e p99",
+            "faiss p50", "faiss p99", "tanimoto p50", "Bulk p50", "FPSim2 p50", "x Bulk"]
+    lines = ["  ".join(cols)]
+    for key, r in results.items():
+        if not isinstance(r, dict) or "search" not in r:
+            continue
+        b, s = r["build"], r["search"]
+        lines.append("  ".join(str(x) for x in [
+            key, b["build_seconds"], b["mol_per_s"], b["peak_rss_gb_tree"], s["index"]["type"],
+            s["recall_at_10"], s["embedding_search_end_to_end"]["p50_ms"],
+            s["embedding_search_end_to_end"]["p99_ms"],
+            s["embedding_search_faiss_only"]["p50_ms"],
+            s["embedding_search_faiss_only"]["p99_ms"], s["tanimoto_numpy_exact"]["p50_ms"],
+            s["rdkit_bulk_tanimoto"]["p50_ms"],
+            s.get("fpsim2_top_k", {}).get("p50_ms", "-"),
+            s["speedup_vs_bulk_tanimoto_end_to_end"],
+        ]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", nargs="+", default=["10000", "100000"],
+                   help="numbers of MOSES rows, or 'all'")
+    p.add_argument("--checkpoint", default=None, help="MMSA checkpoint (default: shipped)")
+    p.add_argument("--queries", type=int, default=100)
+    p.add_argument("--bulk-queries", type=int, default=20,
+                   help="queries timed for RDKit BulkTanimoto, FPSim2 and numpy Tanimoto")
+    p.add_argument("--n-jobs", type=int, default=2)
+    p.add_argument("--chunk-size", type=int, default=10_000)
+    p.add_argument("--root", default=None, help="libraries folder (default $MMSA_CACHE/bench)")
+    p.add_argument("--no-fpsim2", action="store_true")
+    p.add_argument("--skip-build", action="store_true", help="reuse libraries already built")
+    p.add_argument("--out", default=str(OUT))
+    # child mode
+    p.add_argument("--child-build", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--csv", help=argparse.SUPPRESS)
+    p.add_argument("--name", help=argparse.SUPPRESS)
+    p.add_argument("--report", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child_build:
+        return _child_build(args)
+
+    from mmsa.data import fetch
+    from mmsa.paths import DEFAULT_CHECKPOINT, cache_dir
+
+    cache = cache_dir() / "bench"
+    cache.mkdir(exist_ok=True)
+    root = Path(args.root) if args.root else cache / "indexes"
+    root.mkdir(parents=True, exist_ok=True)
+    checkpoint = Path(args.checkpoint or os.environ.get("MMSA_CHECKPOINT") or DEFAULT_CHECKPOINT)
+    moses = fetch("moses")
+    out_path = Path(args.out)
+    results = json.loads(out_path.read_text()) if out_path.exists() else {}
+    from mmsa.encoder import file_sha256
+
+    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
+                          "python": platform.python_version()}
+    for size in args.sizes:
+        n = None if size == "all" else int(size)
+        key = "all" if n is None else str(n)
+        name = f"moses-{key}"
+        csv = _subset(moses, n, cache)
+        print(f"== {name}: building from {csv}", file=sys.stderr, flush=True)
+        entry = results.get(key, {}) if args.skip_build else {}
+        if not args.skip_build:
+            entry["build"] = _build(csv, name, root, checkpoint, args.n_jobs, args.chunk_size)
+            print(f"   build: {entry['build']}", file=sys.stderr, flush=True)
+        entry["search"] = _bench_library(name, root, checkpoint, args.queries, args.bulk_queries,
+                                         not args.no_fpsim2, cache)
+        entry["checkpoint"] = {"path": str(checkpoint), "sha256": file_sha256(checkpoint)}
+        entry["n_jobs"] = args.n_jobs
+        entry["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        results[key] = entry
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(results, indent=1))
+        print(json.dumps(entry["search"], indent=1), file=sys.stderr, flush=True)
+    print(_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
