@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 SEEDS = (0, 1, 2)
 FRACTIONS = (0.8, 0.1, 0.1)
 # Regularisation grids searched on the valid split (log-spaced, wide on purpose).
-C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
-ALPHA_GRID = (1e-2, 1e-1, 1.0, 10.0, 1e2, 1e3, 1e4)
+C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+ALPHA_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 1e2, 1e3, 1e4, 1e5)
 
 #: A method turns SMILES into features: ``fn(smiles) -> (X float32 [n, d], ok bool [n])``.
 Method = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
@@ -67,7 +67,9 @@ class Task:
 
 TASKS: dict[str, Task] = {
     "b3db": Task("b3db", "b3db", "label", "classification", "B3DB BBB", ""),
-    "freesolv": Task("freesolv", "freesolv", "expt", "regression", "FreeSolv", "kcal/mol"),
+    "freesolv": Task(
+        "freesolv", "freesolv", "hydration_free_energy_expt", "regression", "FreeSolv", "kcal/mol"
+    ),
     "solubility": Task("solubility", "solubility", "logS", "regression", "Solubility", "log mol/L"),
 }
 
@@ -369,7 +371,9 @@ def checkpoint_method(path: str | Path, mode: str = "fast") -> Method:
 def random_init_checkpoint(checkpoint: str | Path, out_path: str | Path, seed: int = 0) -> Path:
     """Write a randomly initialised model of ``checkpoint``'s architecture to ``out_path``.
 
-    Same hyper-parameters (read with weights_only=True), fresh weights from ``seed``.
+    Same hyper-parameters (read with weights_only=True), fresh weights from ``seed``
+    (``mmsa.train.pretrain`` seeds its initialisation the same way, so with the training seed
+    this is exactly the starting point of the pre-training run).
     """
     import torch
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -241,7 +242,8 @@ def _task_csvs(tmp_path, smiles):
     b3db = pd.DataFrame({"smiles": smiles, "id": range(n),
                          "label": (size > np.median(size)).astype(int)})
     b3db.loc[n] = ["C1CC", n, 1]  # unparsable: dropped and counted
-    free = pd.DataFrame({"smiles": smiles, "id": range(n), "expt": -0.3 * size + rng.normal(size=n)})
+    free = pd.DataFrame({"smiles": smiles, "id": range(n),
+                         "hydration_free_energy_expt": -0.3 * size + rng.normal(size=n)})
     sol = pd.DataFrame({"smiles": smiles, "id": range(n), "logS": 0.1 * size + rng.normal(size=n)})
     paths = {}
     for name, df in (("b3db", b3db), ("freesolv", free), ("solubility", sol)):
@@ -256,7 +258,7 @@ def test_load_task_drops_and_counts(tmp_path, smiles):
     assert len(data.smiles) == len(smiles) and data.n_dropped == 1
     assert set(np.unique(data.y)) == {0.0, 1.0}
     with pytest.raises(ev.InputError):
-        ev.load_task("freesolv", paths["b3db"])  # no 'expt' column
+        ev.load_task("freesolv", paths["b3db"])  # no hydration_free_energy_expt column
     with pytest.raises(ev.InputError):
         ev.get_task("nope")
 
@@ -285,3 +287,71 @@ def test_evaluate_with_simple_methods(tmp_path, smiles):
     # the same splits for every method
     sizes = df.groupby(["task", "seed"])[["n_train", "n_valid", "n_test"]].nunique()
     assert (sizes == 1).all().all()
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory):
+    """A tiny random-weights 'shipped' checkpoint and two tiny ablation checkpoints."""
+    torch = pytest.importorskip("torch")
+    from mmsa.model import MMSA, MMSAConfig, save_checkpoint
+
+    root = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(123)  # not the random-init seed (0)
+    shipped = save_checkpoint(MMSA(MMSAConfig.tiny()), root / "tiny.pt")
+    abl = root / "ablations"
+    for stem in ("full", "no_memory"):
+        torch.manual_seed(1)
+        cfg = MMSAConfig.tiny(**ev.ABLATIONS[stem][1])
+        save_checkpoint(MMSA(cfg), abl / f"{stem}.pt")
+    (abl / "no_memory.json").write_text(json.dumps({"steps": 7, "seed": 0, "n_molecules": 5}))
+    return shipped, abl
+
+
+@pytest.mark.slow
+def test_mmsa_evaluate_end_to_end(tmp_path, smiles, tiny_checkpoints):
+    from mmsa.cli import main
+
+    shipped, abl = tiny_checkpoints
+    paths = _task_csvs(tmp_path, smiles)
+    out, js = tmp_path / "benchmarks.md", tmp_path / "evaluate.json"
+    out.write_text("# Benchmarks\n\n## Search\n\nkept\n")
+    argv = ["evaluate", "--checkpoint", str(shipped), "--out", str(out), "--json", str(js),
+            "--ablations", str(abl), "--seeds", "0", "1"]
+    for name, p in paths.items():
+        argv += ["--data", f"{name}={p}"]
+    assert main(argv) == 0
+    text = out.read_text()
+    assert "## Search\n\nkept" in text and "## Embedding quality" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| Method | B3DB BBB ROC-AUC ↑ | FreeSolv RMSE ↓ | Solubility RMSE ↓ |"
+    names = [r.split(" | ")[0][2:] for r in rows[1:]]
+    assert names == [ev.SHIPPED, ev.ECFP, ev.RANDOM, ev.ABLATIONS["full"][0],
+                     ev.ABLATIONS["no_memory"][0]]
+    assert all(re.search(r"\d\.\d{3} ± \d\.\d{3}", r) for r in rows[1:])
+    assert "graph_only, no_hypergraph" in text  # missing ablations are named
+    data = json.loads(js.read_text())
+    assert data["methods"] == names
+    assert len(data["records"]) == 5 * 3 * 2
+    assert {r["task"] for r in data["records"]} == {"b3db", "freesolv", "solubility"}
+    assert data["tasks"]["b3db"]["n_dropped"] == 1
+    assert data["notes"]["ablations"]["no_memory"]["steps"] == 7
+    assert data["notes"]["ablations_missing"] == ["graph_only", "no_hypergraph"]
+    # the random-init encoder is not the shipped one
+    rec = {(r["method"], r["task"], r["seed"]): r["value"] for r in data["records"]}
+    assert rec[(ev.SHIPPED, "freesolv", 0)] != rec[(ev.RANDOM, "freesolv", 0)]
+
+
+def test_random_init_checkpoint_same_architecture(tmp_path, tiny_checkpoints):
+    from mmsa.model import load_checkpoint, read_checkpoint
+
+    shipped, _ = tiny_checkpoints
+    out = ev.random_init_checkpoint(shipped, tmp_path / "r.pt", seed=3)
+    a, b = read_checkpoint(shipped), read_checkpoint(out)
+    assert a["hyper_parameters"] == b["hyper_parameters"]
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    key = next(k for k, v in a["state_dict"].items() if v.ndim == 2)
+    assert not np.allclose(a["state_dict"][key].numpy(), b["state_dict"][key].numpy())
+    load_checkpoint(out)  # rebuilds
