@@ -23,6 +23,12 @@ _EXPORTS = {
     "iter_library": "io",
     "read_library": "io",
     "featurize_many": "parallel",
+    "morgan_fingerprint": "fingerprints",
+    "morgan_fingerprints": "fingerprints",
+    "tanimoto": "fingerprints",
+    "mol_svg": "depict",
+    "mcs": "motifs",
+    "match_atoms": "motifs",
 }
 
 __all__ = sorted(_EXPORTS)
