@@ -1,0 +1,183 @@
+"""Map page: the library's UMAP map (cached), coloured by property / memory slot / cluster, the
+search query placed on it, box/lasso selections shown as a grid and exportable, HTML export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from explorer import common
+from mmsa.types import MMSAError
+from mmsa.viz.export import map_html, to_csv_bytes, to_sdf_bytes
+from mmsa.viz.figures import hover_texts, map_figure
+from mmsa.viz.grid import Card, grid_html
+
+NONE, SLOT, CLUSTER = "(none)", "memory slot", "cluster"
+N_CLUSTERS = 12
+HOVER_PROPS = 2           # property values shown in each point's hover label
+HTML_PICTURE_LIMIT = 3_000  # the HTML export embeds structure pictures up to this size
+SELECTION_GRID = 24
+
+
+def colour_options(metadata: pd.DataFrame) -> list[str]:
+    """What the map can be coloured by: nothing, memory slot, cluster, then each property
+    column (numeric, or categorical with few values)."""
+    from mmsa.library.slots import NON_PROPERTY_COLUMNS
+
+    opts = [NONE, SLOT, CLUSTER]
+    for c in metadata.columns:
+        if c in NON_PROPERTY_COLUMNS:
+            continue
+        col = metadata[c]
+        if pd.api.types.is_numeric_dtype(col) or col.nunique(dropna=True) <= 40:
+            opts.append(c)
+    return opts
+
+
+def colour_values(lib, option: str) -> np.ndarray | None:
+    """[n] values for a colour option (None for no colouring)."""
+    if option == NONE:
+        return None
+    if option == SLOT:
+        ids, _ = lib.slot_topk
+        return np.char.add("slot ", np.asarray(ids)[:, 0].astype(str))
+    if option == CLUSTER:
+        from mmsa.library.maps import cluster_labels
+
+        return np.char.add("cluster ", cluster_labels(lib, N_CLUSTERS).astype(str))
+    col = lib.metadata[option]
+    if pd.api.types.is_numeric_dtype(col):
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    return col.astype("string").fillna("(missing)").to_numpy(dtype=object)
+
+
+def map_coordinates(lib, progress=None) -> np.ndarray:
+    """Cached map of ``lib`` (computed and cached on first use)."""
+    from mmsa.library.maps import ensure_map
+
+    return ensure_map(lib, progress=progress)
+
+
+def cached_coordinates(lib) -> np.ndarray | None:
+    from mmsa.library.maps import load_map
+
+    return load_map(lib)
+
+
+def query_position(lib, query: str, coords: np.ndarray) -> np.ndarray | None:
+    """Where ``query`` lies on the map: float [2] placed from its nearest library molecules
+    (the library's encoder embeds it; InputError if it cannot be parsed or embedded)."""
+    from mmsa.chem.standardize import standardize_smiles
+    from mmsa.library.maps import place_points
+
+    vec = lib.embed_query(standardize_smiles(query))
+    return place_points(vec[None, :], np.asarray(lib.vectors), coords)[0]
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _hover(key, option, _lib, _colour):
+    meta = _lib.metadata
+    from mmsa.library.slots import property_columns
+
+    extra = {"SMILES": meta["smiles"].to_numpy()}
+    if _colour is not None and option != NONE:
+        extra[option] = _colour
+    for c in property_columns(meta)[:HOVER_PROPS]:
+        if c != option:
+            extra[c] = meta[c].to_numpy()
+    return hover_texts(meta["id"].to_numpy(), extra)
+
+
+def selected_rows(event) -> list[int]:
+    """Library rows of a plotly selection event (points carry their row as customdata)."""
+    if not event:
+        return []
+    sel = event.get("selection") if isinstance(event, dict) else getattr(event, "selection", None)
+    if not sel:
+        return []
+    points = sel.get("points", []) if isinstance(sel, dict) else sel.points
+    rows = []
+    for p in points:
+        cd = p.get("customdata")
+        if isinstance(cd, list | tuple):
+            cd = cd[0] if cd else None
+        if cd is not None:
+            rows.append(int(cd))
+    return sorted(set(rows))
+
+
+def selection_frame(lib, rows: list[int]) -> pd.DataFrame:
+    return lib.metadata.iloc[rows].reset_index(drop=True)
+
+
+def render() -> None:
+    common.sidebar()
+    st.title("Map")
+    lib = common.open_selected()
+    if lib is None:
+        return
+    coords = cached_coordinates(lib)
+    if coords is None:
+        st.info(f"Computing the map of **{lib.name}** once ({len(lib):,} molecules, seeded UMAP); "
+                "it is cached in the library's folder.")
+        bar = common.ProgressBar("UMAP", unit="steps")
+        try:
+            coords = map_coordinates(lib, progress=bar)
+        except MMSAError as exc:
+            st.error(f"The map could not be computed: {exc}")
+            return
+        bar.done("Map computed and cached")
+
+    options = colour_options(lib.metadata)
+    c1, c2 = st.columns([2, 3])
+    option = c1.selectbox("Colour by", options, key="map_colour")
+    colour = colour_values(lib, option)
+    hover = _hover(common.library_key(lib), option, _lib=lib, _colour=colour)
+
+    query = st.session_state.get(common.QUERY_KEY)
+    qxy = None
+    encoder = common.get_encoder(show=False)
+    if query and common.encoder_matches(lib, encoder):
+        try:
+            qxy = query_position(lib, query, coords)
+        except MMSAError:
+            qxy = None
+    c2.markdown(f"**{len(lib):,}** molecules."
+                + (f" The star is your last query `{query}`." if qxy is not None else
+                   " Search on the **Search** page to see your query on the map.")
+                + " Drag a box or lasso to select molecules; click a point to see it.")
+
+    fig = map_figure(coords, color=colour, color_name=option, hover=hover, query_xy=qxy,
+                     query_label=f"query: {query}" if query else "query")
+    event = st.plotly_chart(fig, key="map_chart", on_select="rerun",
+                            selection_mode=("points", "box", "lasso"), width="stretch")
+    rows = selected_rows(event)
+    if rows:
+        sel = selection_frame(lib, rows)
+        st.subheader(f"Selection: {len(rows):,} molecules")
+        cards = [Card(svg=common.depict_svg(r.smiles), title=str(r.id), subtitle=f"row {r.row}")
+                 for r in sel.head(SELECTION_GRID).itertuples(index=False)]
+        st.html(grid_html(cards, columns=6))
+        s1, s2, s3 = st.columns([1, 1, 3])
+        s1.download_button("Selection CSV", to_csv_bytes(sel), file_name=f"{lib.name}-selection.csv",
+                           mime="text/csv", key="dl_sel_csv")
+        s2.download_button("Selection SDF", to_sdf_bytes(sel), file_name=f"{lib.name}-selection.sdf",
+                           mime="chemical/x-mdl-sdfile", key="dl_sel_sdf")
+        if s3.button("Show the first one's hyperedge", key="map_to_hyperedge"):
+            st.session_state[common.FOCUS_KEY] = int(sel["row"].iloc[0])
+            st.switch_page("pages/hyperedges.py")
+
+    st.divider()
+    html_key = (common.library_key(lib), option, query if qxy is not None else None)
+    if st.button("Prepare the map as a self-contained HTML file", key="map_html_prepare"):
+        pictures = None
+        if len(lib) <= HTML_PICTURE_LIMIT:
+            with st.spinner("Drawing structures for the hover pictures\u2026"):
+                pictures = [common.depict_svg(s) for s in lib.metadata["smiles"]]
+        st.session_state["map_html"] = (html_key, map_html(
+            fig, title=f"MMSA map of {lib.name}", pictures=pictures))
+    prepared = st.session_state.get("map_html")
+    if prepared and prepared[0] == html_key:
+        st.download_button("Download map (HTML)", prepared[1], file_name=f"{lib.name}-map.html",
+                           mime="text/html", key="dl_map_html")

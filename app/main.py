@@ -1,0 +1,34 @@
+"""MMSA Explorer: the Streamlit entry point (`streamlit run app/main.py`, or `make app`).
+
+A thin router: st.navigation over the page scripts in app/pages/, whose logic lives in the
+importable package app/explorer/ (so tests can call it). Each page draws the shared library
+picker in the sidebar itself (elements drawn here, before page.run(), would not survive a page
+switch in AppTest).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+APP_DIR = Path(__file__).resolve().parent
+if str(APP_DIR) not in sys.path:  # `explorer` (page logic) lives beside this file
+    sys.path.insert(0, str(APP_DIR))
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="MMSA Explorer", page_icon=":material/hub:", layout="wide")
+
+PAGES = [
+    st.Page(str(APP_DIR / "pages" / "search.py"), title="Search", icon=":material/search:",
+            default=True),
+    st.Page(str(APP_DIR / "pages" / "map.py"), title="Map", icon=":material/scatter_plot:"),
+    st.Page(str(APP_DIR / "pages" / "hyperedges.py"), title="Hyperedges", icon=":material/hub:"),
+    st.Page(str(APP_DIR / "pages" / "memory.py"), title="Memory", icon=":material/memory:"),
+    st.Page(str(APP_DIR / "pages" / "libraries.py"), title="Libraries",
+            icon=":material/folder_open:"),
+    st.Page(str(APP_DIR / "pages" / "model.py"), title="Model", icon=":material/model_training:"),
+]
+
+page = st.navigation(PAGES)
+page.run()  # each page draws the shared sidebar (explorer.common.sidebar) itself

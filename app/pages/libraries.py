@@ -1,0 +1,5 @@
+"""The Libraries page (logic in explorer/libraries.py)."""
+
+from explorer.libraries import render
+
+render()

@@ -1,0 +1,5 @@
+"""The Search page (logic in explorer/search.py)."""
+
+from explorer.search import render
+
+render()

@@ -1,0 +1,83 @@
+"""Fixtures for the app tests: a tiny random-weights encoder and a tiny library built from it in
+a temporary indexes folder, exposed to the app through MMSA_INDEXES / MMSA_CHECKPOINT."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+APP_MAIN = REPO / "app" / "main.py"
+if str(APP_MAIN.parent) not in sys.path:  # the app's page logic: `import explorer`
+    sys.path.insert(0, str(APP_MAIN.parent))
+
+#: a hostile id: must reach the browser escaped
+EVIL_ID = "<img src=x onerror=alert(1)>"
+N_MOLECULES = 40
+
+
+def tiny_rows(molecules_csv: Path, n: int = N_MOLECULES) -> list[dict]:
+    with open(molecules_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))[:n]
+    out = [{"smiles": r["SMILES"], "name": r["Compound ID"], "MolWt": r["MolWt"]} for r in rows]
+    out[3]["name"] = EVIL_ID
+    return out
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def app_checkpoint(tmp_path_factory) -> Path:
+    """A tiny MMSA model with random weights (seeded), saved as a checkpoint."""
+    import torch
+
+    from mmsa.model import MMSA, MMSAConfig, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("app-ckpt") / "tiny.pt"
+    save_checkpoint(MMSA(MMSAConfig.tiny()), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def app_library(tmp_path_factory, molecules_csv, app_checkpoint):
+    """(root, name, rows) of library "tiny" (40 molecules: smiles, name (id), MolWt)."""
+    from mmsa.library import build_library
+
+    src = write_rows(tmp_path_factory.mktemp("app-src") / "tiny.csv", tiny_rows(molecules_csv))
+    root = tmp_path_factory.mktemp("app-indexes")
+    build_library(src, "tiny", root=root, encoder=app_checkpoint, id_col="name",
+                  hyperedge_k=4, chunk_size=16)
+    return root, "tiny", tiny_rows(molecules_csv)
+
+
+@pytest.fixture()
+def app_env(app_library, app_checkpoint, tmp_path, monkeypatch):
+    """A private copy of the tiny library root, and the environment the app reads."""
+    import shutil
+
+    root, name, rows = app_library
+    private = tmp_path / "indexes"
+    shutil.copytree(root, private)
+    monkeypatch.setenv("MMSA_INDEXES", str(private))
+    monkeypatch.setenv("MMSA_CHECKPOINT", str(app_checkpoint))
+    monkeypatch.setenv("MMSA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MMSA_MAX_UPLOAD_MB", raising=False)
+    return private, name, rows
+
+
+@pytest.fixture()
+def app(app_env):
+    """A fresh AppTest of app/main.py (not yet run)."""
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(APP_MAIN), default_timeout=120)
