@@ -50,12 +50,12 @@ class MMSAConfig:
     feature_dim: int = 128  # output width of each modality extractor
     ae_hidden: int = 128  # hidden width of the modality auto-encoders
     graph_hidden: int = 128
-    graph_layers: int = 4
+    graph_layers: int = 3
     image_widths: tuple[int, ...] = (16, 32, 64, 128)
     geom_hidden: int = 64
     geom_filters: int = 64
     geom_interactions: int = 3
-    geom_gaussians: int = 25
+    geom_gaussians: int = 20
     cutoff: float = 5.0
     num_slots: int = 64
     knn: int = 4
@@ -129,7 +129,8 @@ class MMSAConfig:
                   image_widths=(4, 8, 8, 16), geom_hidden=16, geom_filters=16,
                   geom_interactions=2, geom_gaussians=10, num_slots=8, knn=3)
         kw.update(overrides)
-        return cls.from_featurizers(GraphFeaturizer(), ImageFeaturizer(size=32),
+        size = int(kw.pop("image_size", 32))
+        return cls.from_featurizers(GraphFeaturizer(), ImageFeaturizer(size=size),
                                     ConformerFeaturizer(), **kw)
 
 
@@ -356,12 +357,12 @@ def _versions() -> dict[str, str]:
 
     import mmsa
 
-    v = {"mmsa": mmsa.__version__, "torch": torch.__version__,
-         "torch_geometric": torch_geometric.__version__, "format": str(CHECKPOINT_FORMAT)}
+    v = {"mmsa": str(mmsa.__version__), "torch": str(torch.__version__),
+         "torch_geometric": str(torch_geometric.__version__), "format": str(CHECKPOINT_FORMAT)}
     try:
         from rdkit import rdBase
 
-        v["rdkit"] = rdBase.rdkitVersion
+        v["rdkit"] = str(rdBase.rdkitVersion)
     except ImportError:  # pragma: no cover
         pass
     return v

@@ -157,8 +157,17 @@ def pack_features(graphs: list, images: list | None = None,
     return packed
 
 
-def _featurize_all(featurizer, smiles: list[str], n_jobs: int, progress: bool) -> list:
-    """Featurizer outputs aligned with ``smiles``; None where featurisation failed."""
+def _featurize_all(featurizer, smiles: list[str], n_jobs: int, progress: bool,
+                   cache: bool = True) -> list:
+    """Featurizer outputs aligned with ``smiles``; None where featurisation failed.
+
+    Uses ``mmsa.chem.parallel.featurize_many`` (worker processes, on-disk cache) unless a
+    single process without cache is asked for.
+    """
+    if n_jobs <= 1 and not cache:
+        from mmsa.encoder import _featurize
+
+        return _featurize(featurizer, smiles, 1)[0]
     from mmsa.chem.parallel import featurize_many
 
     results, failures = featurize_many(featurizer, smiles, n_jobs=n_jobs, progress=progress)
@@ -205,7 +214,7 @@ def featurize_for_pretraining(config: MMSAConfig, smiles: list[str], n_jobs: int
         log.info("loading packed features from %s", path)
         return PackedFeatures.load(path)
     log.info("featurising %d molecules (%s)", len(smiles), ", ".join(feats))
-    graphs = _featurize_all(gf, smiles, n_jobs, progress)
+    graphs = _featurize_all(gf, smiles, n_jobs, progress, cache)
     keep = [i for i, g in enumerate(graphs) if g is not None and g.x.shape[0] > 0]
     if not keep:
         raise InputError("no molecule could be featurised")
@@ -213,8 +222,8 @@ def featurize_for_pretraining(config: MMSAConfig, smiles: list[str], n_jobs: int
         log.warning("%d of %d molecules failed graph featurisation and are left out",
                     len(smiles) - len(keep), len(smiles))
     sub = [smiles[i] for i in keep]
-    images = _featurize_all(imf, sub, n_jobs, progress) if imf is not None else None
-    confs = _featurize_all(cf, sub, n_jobs, progress) if cf is not None else None
+    images = _featurize_all(imf, sub, n_jobs, progress, cache) if imf is not None else None
+    confs = _featurize_all(cf, sub, n_jobs, progress, cache) if cf is not None else None
     packed = pack_features([graphs[i] for i in keep], images, confs)
     packed.rows = np.asarray(keep, dtype=np.int64)
     if confs is not None:
@@ -257,7 +266,8 @@ def pretrain(config: MMSAConfig, smiles: list[str] | None, out_dir: str | os.Pat
              weight_decay: float = 1e-5, warmup: int = 100, n_jobs: int = 2,
              checkpoint_every: int = 200, resume: bool = False, device: str = "auto",
              progress: bool = False, max_minutes: float | None = None,
-             features: PackedFeatures | None = None, cache: bool = True) -> PretrainResult:
+             features: PackedFeatures | None = None, cache: bool = True,
+             threads: int | None = 1) -> PretrainResult:
     """Pre-train MMSA (see module docstring for the files written to ``out_dir``).
 
     Args:
@@ -270,6 +280,9 @@ def pretrain(config: MMSAConfig, smiles: list[str] | None, out_dir: str | os.Pat
         max_minutes: stop early (with a final checkpoint) after this much wall time.
         features: pre-packed features (from :func:`featurize_for_pretraining`).
         resume: continue from ``out_dir/last.pt`` (same config and data).
+        threads: torch CPU threads while training (restored afterwards; None keeps torch's
+            setting). One thread is the default: on a shared 2-core machine two OpenMP threads
+            were 3-50x slower per step than one (they wait on each other when descheduled).
     Returns:
         :class:`PretrainResult`; the final model is ``out_dir/model.pt``.
     """
@@ -285,6 +298,21 @@ def pretrain(config: MMSAConfig, smiles: list[str] | None, out_dir: str | os.Pat
     if n < 2:
         raise InputError("pre-training needs at least 2 molecules")
     batch_size = min(batch_size, n)
+    old_threads = torch.get_num_threads()
+    if threads is not None and dev.type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        return _train(config, features, out, dev, steps, seed, batch_size, lr, weight_decay,
+                      warmup, checkpoint_every, resume, progress, max_minutes)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _train(config: MMSAConfig, features: PackedFeatures, out: Path, dev: torch.device,
+           steps: int, seed: int, batch_size: int, lr: float, weight_decay: float, warmup: int,
+           checkpoint_every: int, resume: bool, progress: bool,
+           max_minutes: float | None) -> PretrainResult:
+    n = len(features)
     torch.manual_seed(seed)
     model = MMSA(config).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -309,6 +337,12 @@ def pretrain(config: MMSAConfig, smiles: list[str] | None, out_dir: str | os.Pat
                                                 indent=2))
     log_path = out / "log.csv"
     new_log = start_step == 0 or not log_path.is_file()
+    if not new_log:  # drop rows logged after the checkpoint we resume from
+        with open(log_path, newline="") as fh:
+            rows = list(csv.reader(fh))
+        with open(log_path, "w", newline="") as fh:
+            csv.writer(fh).writerows([rows[0]] + [r for r in rows[1:]
+                                                  if r and int(r[0]) <= start_step])
     log_fh = open(log_path, "w" if new_log else "a", newline="")
     writer = csv.writer(log_fh)
     if new_log:
@@ -447,3 +481,26 @@ def moses_training_smiles(n: int, seed: int = 0) -> list[str]:
         raise InputError(f"MOSES has only {len(train)} training molecules")
     rng = np.random.default_rng(seed)
     return [str(s) for s in train[np.sort(rng.choice(len(train), n, replace=False))]]
+
+
+def build_config(preset: str = "default", image_size: int | None = None,
+                 **overrides) -> MMSAConfig:
+    """Config from the current featurizers: ``preset`` "default" (the shipped model's widths)
+    or "tiny" (tests), then ``overrides`` (any :class:`MMSAConfig` field)."""
+    from mmsa.chem.conformer import ConformerFeaturizer
+    from mmsa.chem.graph import GraphFeaturizer
+    from mmsa.chem.image import ImageFeaturizer
+
+    if preset == "tiny":
+        if image_size is not None:
+            overrides.setdefault("image_size", image_size)
+        config = MMSAConfig.tiny(**overrides)
+        return config
+    if preset != "default":
+        raise InputError(f"unknown preset {preset!r}")
+    image = ImageFeaturizer(size=image_size or DEFAULT_IMAGE_SIZE)
+    return MMSAConfig.from_featurizers(GraphFeaturizer(), image, ConformerFeaturizer(),
+                                       **overrides)
+
+
+DEFAULT_IMAGE_SIZE = 64

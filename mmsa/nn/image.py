@@ -37,16 +37,18 @@ class ImageEncoder(nn.Module):
         out_dim: width of the molecule embedding.
 
     ``forward(images)`` takes uint8 or float ``[B, C, H, W]`` (uint8 is scaled to [0, 1]) and
-    returns ``[B, out_dim]``. The stem is a 3x3 stride-2 convolution (no max-pool) since
-    depictions are small (32-64 px), unlike ImageNet's 224 px.
+    returns ``[B, out_dim]``. As in ResNet-18 the stem (here a 5x5 stride-2 convolution, 7x7 in
+    the original, since depictions are 32-64 px rather than 224 px) is followed by a stride-2
+    max-pool, so the four stages run at 1/4, 1/8, 1/16 and 1/32 of the image size.
     """
 
     def __init__(self, in_channels: int, widths: Sequence[int] = (16, 32, 64, 128),
                  out_dim: int = 128, blocks: Sequence[int] = (2, 2, 2, 2)):
         super().__init__()
         widths = list(widths)
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 2, 1, bias=False),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 5, 2, 2, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU(),
+                                  nn.MaxPool2d(3, 2, 1))
         layers = []
         c_in = widths[0]
         for i, (width, n) in enumerate(zip(widths, blocks)):
