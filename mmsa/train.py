@@ -158,7 +158,7 @@ def pack_features(graphs: list, images: list | None = None,
 
 
 def _featurize_all(featurizer, smiles: list[str], n_jobs: int, progress: bool,
-                   cache: bool = True) -> list:
+                   cache: bool = True, block: int = 10_000) -> list:
     """Featurizer outputs aligned with ``smiles``; None where featurisation failed.
 
     Uses ``mmsa.chem.parallel.featurize_many`` (worker processes, on-disk cache) unless a
@@ -170,9 +170,14 @@ def _featurize_all(featurizer, smiles: list[str], n_jobs: int, progress: bool,
         return _featurize(featurizer, smiles, 1)[0]
     from mmsa.chem.parallel import featurize_many
 
-    results, failures = featurize_many(featurizer, smiles, n_jobs=n_jobs, progress=progress)
-    failed = {f.row for f in failures}
-    return [None if i in failed else r for i, r in enumerate(results)]
+    out: list = []
+    for start in range(0, len(smiles), block):  # cached block by block: an interrupted
+        part = smiles[start:start + block]       # run resumes from the last finished block
+        results, failures = featurize_many(featurizer, part, n_jobs=n_jobs, progress=progress,
+                                           cache=cache)
+        failed = {f.row for f in failures}
+        out.extend(None if i in failed else r for i, r in enumerate(results))
+    return out
 
 
 def _smiles_key(smiles: list[str]) -> str:
@@ -499,8 +504,10 @@ def build_config(preset: str = "default", image_size: int | None = None,
     if preset != "default":
         raise InputError(f"unknown preset {preset!r}")
     image = ImageFeaturizer(size=image_size or DEFAULT_IMAGE_SIZE)
-    return MMSAConfig.from_featurizers(GraphFeaturizer(), image, ConformerFeaturizer(),
-                                       **overrides)
+    # Heavy-atom ETKDG (no explicit hydrogens): 2.5x faster on CPU, and SchNet sees heavy
+    # atoms only (see MODEL_CARD.md).
+    conformer = ConformerFeaturizer(hydrogens=False)
+    return MMSAConfig.from_featurizers(GraphFeaturizer(), image, conformer, **overrides)
 
 
 DEFAULT_IMAGE_SIZE = 64
