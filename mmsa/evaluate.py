@@ -327,21 +327,13 @@ def impute_failed(X: np.ndarray, ok: np.ndarray, train: np.ndarray) -> np.ndarra
 def ecfp4(smiles: Sequence[str], n_bits: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """ECFP4 (Morgan radius 2, ``n_bits``) bit vectors: float32 [n, n_bits] and ok bool [n].
 
-    Invalid SMILES give a zero row and ``ok`` False.
+    The same fingerprints as the app's Tanimoto search (``mmsa.chem.fingerprints``);
+    invalid SMILES give a zero row and ``ok`` False.
     """
-    from rdkit import Chem, rdBase
-    from rdkit.Chem import rdFingerprintGenerator
+    from mmsa.chem.fingerprints import morgan_fingerprints, unpack_bits
 
-    gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=n_bits)
-    X = np.zeros((len(smiles), n_bits), dtype=np.float32)
-    ok = np.zeros(len(smiles), dtype=bool)
-    with rdBase.BlockLogs():
-        for i, smi in enumerate(smiles):
-            mol = Chem.MolFromSmiles(smi)
-            if mol is not None:
-                X[i] = gen.GetFingerprintAsNumPy(mol)
-                ok[i] = True
-    return X, ok
+    packed, ok, _ = morgan_fingerprints(list(smiles), radius=2, n_bits=n_bits)
+    return unpack_bits(packed).astype(np.float32), np.asarray(ok, dtype=bool)
 
 
 def encoder_method(encoder, mode: str = "fast", batch_size: int = 256) -> Method:
@@ -362,7 +354,7 @@ def checkpoint_method(path: str | Path, mode: str = "fast") -> Method:
         if "encoder" not in state:
             from mmsa.encoder import Encoder
 
-            state["encoder"] = Encoder.load(path, device="cpu")
+            state["encoder"] = Encoder.load(path)
         return encoder_method(state["encoder"], mode)(smiles)
 
     return embed
