@@ -24,12 +24,14 @@ RDKit atom order; every bond appears in both directions, so ``edge_index`` is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from rdkit import Chem
 
 from mmsa.chem.standardize import parse_smiles
+from mmsa.types import InputError
 
 __all__ = ["GraphFeatures", "GraphFeaturizer", "ATOM_FEATURES", "BOND_FEATURES"]
 
@@ -105,6 +107,14 @@ _STEREO = {
     _ST.STEREOE: _B_OFF[3] + 3, _ST.STEREOTRANS: _B_OFF[3] + 3,
 }
 _STEREO_DEFAULT = _B_OFF[3]
+# bond type from RDKit's GetBondTypeAsDouble (no enum object per bond; dative bonds also
+# read 1.0, so they are read with GetBondType when the SMILES can hold one)
+_BORDER = {1.0: _BTYPE[_BT.SINGLE], 2.0: _BTYPE[_BT.DOUBLE], 3.0: _BTYPE[_BT.TRIPLE],
+           1.5: _BTYPE[_BT.AROMATIC]}
+_CHARGE_ZERO = _CHARGE[0]
+_CHIRAL_NONE = _CHIRAL[_CHI.CHI_UNSPECIFIED]
+_ATOM_OFF = ATOM_DIM  # a scratch column for unset one-column flags, dropped at the end
+_BOND_OFF = BOND_DIM
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,99 +165,115 @@ class GraphFeaturizer:
         return f"GraphFeaturizer(atom_dim={self.atom_dim}, bond_dim={self.bond_dim})"
 
     def __call__(self, smiles: str) -> GraphFeatures:
-        mol = parse_smiles(smiles)
-        # Properties that a SMILES can only set with certain characters are read per atom or
-        # bond only when those characters occur (a speed-up; the result is the same).
-        return self.featurize_mol(
-            mol,
-            charges="+" in smiles or "-" in smiles,
-            chirality="@" in smiles,
-            bond_stereo="/" in smiles or "\\" in smiles,
-            dative=">" in smiles or "<" in smiles,
+        results, errors = self.batch([smiles])
+        if errors:
+            raise InputError(errors[0][1])
+        return results[0]
+
+    def featurize_mol(self, mol: Chem.Mol) -> GraphFeatures:
+        """Features of an already-parsed molecule (its atoms, in its order)."""
+        return _assemble([mol], [(True, True, True, True)])[0]
+
+    def batch(self, smiles: Sequence[str]) -> tuple[list[GraphFeatures | None],
+                                                       list[tuple[int, str]]]:
+        """Featurise many SMILES at once (the numpy work is done once for the batch).
+
+        Returns:
+            ``(results, errors)``: ``results[i]`` for ``smiles[i]`` (``None`` if invalid) and
+            ``(i, reason)`` for each invalid one. Each result equals ``self(smiles[i])``.
+        """
+        mols, flags, where, errors = [], [], [], []
+        for i, smi in enumerate(smiles):
+            try:
+                mols.append(parse_smiles(smi))
+            except InputError as exc:
+                errors.append((i, str(exc)))
+                continue
+            where.append(i)
+            # Properties that a SMILES can only set with certain characters are read atom by
+            # atom only when such a character occurs (a speed-up; the result is the same).
+            flags.append(("+" in smi or "-" in smi, "@" in smi, "/" in smi or "\\" in smi,
+                          ">" in smi or "<" in smi))
+        results: list[GraphFeatures | None] = [None] * len(smiles)
+        for i, feats in zip(where, _assemble(mols, flags)):
+            results[i] = feats
+        return results, errors
+
+
+def _codes(mol: Chem.Mol, charges: bool, chirality: bool, bond_stereo: bool, dative: bool,
+           atom_codes: list, bond_codes: list) -> None:
+    """Append 5 column indices per atom and (begin, end, 4 columns) per bond.
+
+    Degree, aromaticity and ring membership of atoms are derived from the bonds afterwards
+    (an atom's degree is its number of bonds, it is aromatic exactly when it has an aromatic
+    bond, in a ring exactly when it has a ring bond), which saves three calls per atom.
+    """
+    atom = mol.GetAtomWithIdx
+    for i in range(mol.GetNumAtoms()):
+        a = atom(i)
+        atom_codes += (
+            _ELEMENT.get(a.GetAtomicNum(), _ELEMENT_OTHER),
+            _HYBRID.get(a.GetHybridization(), _HYBRID_OTHER),
+            _NUMH.get(a.GetTotalNumHs(), _NUMH_OTHER),
+            _CHARGE.get(a.GetFormalCharge(), _CHARGE_OTHER) if charges else _CHARGE_ZERO,
+            _CHIRAL.get(a.GetChiralTag(), _CHIRAL_OTHER) if chirality else _CHIRAL_NONE,
+        )
+    bond = mol.GetBondWithIdx
+    for j in range(mol.GetNumBonds()):
+        b = bond(j)
+        bond_codes += (
+            b.GetBeginAtomIdx(),
+            b.GetEndAtomIdx(),
+            (_BTYPE.get(b.GetBondType(), _BTYPE_OTHER) if dative
+             else _BORDER.get(b.GetBondTypeAsDouble(), _BTYPE_OTHER)),
+            _CONJ if b.GetIsConjugated() else _BOND_OFF,
+            _BOND_RING if b.IsInRing() else _BOND_OFF,
+            _STEREO.get(b.GetStereo(), _STEREO_DEFAULT) if bond_stereo else _STEREO_DEFAULT,
         )
 
-    def featurize_mol(self, mol: Chem.Mol, *, charges: bool = True, chirality: bool = True,
-                      bond_stereo: bool = True, dative: bool = True) -> GraphFeatures:
-        """Features of an already-parsed molecule (its atoms, in its order).
 
-        The keyword flags may be set False only when the molecule cannot have that property
-        (no formal charges, chiral tags, bond stereo or dative/unusual bonds): they skip
-        reading it atom by atom.
-        """
-        n = mol.GetNumAtoms()
-        nb = mol.GetNumBonds()
-        atom = mol.GetAtomWithIdx
-        bond = mol.GetBondWithIdx
+def _assemble(mols: list[Chem.Mol], flags: list[tuple[bool, bool, bool, bool]]
+              ) -> list[GraphFeatures]:
+    """One-hot encode a batch of molecules with one numpy pass, then split per molecule."""
+    atom_codes: list[int] = []
+    bond_codes: list[int] = []
+    for mol, f in zip(mols, flags):
+        _codes(mol, *f, atom_codes, bond_codes)
+    n_atoms = np.fromiter((m.GetNumAtoms() for m in mols), dtype=np.int64, count=len(mols))
+    n_bonds = np.fromiter((m.GetNumBonds() for m in mols), dtype=np.int64, count=len(mols))
 
-        # Bonds first: their ends give the degrees.
-        if nb:
-            ends = np.fromiter(
-                (v for j in range(nb) for b in (bond(j),)
-                 for v in (b.GetBeginAtomIdx(), b.GetEndAtomIdx(),
-                           _CONJ if b.GetIsConjugated() else -1,
-                           _BOND_RING if b.IsInRing() else -1)),
-                dtype=np.int64, count=4 * nb,
-            ).reshape(nb, 4)
-            src, dst = ends[:, 0], ends[:, 1]
-            if dative:
-                btype = np.fromiter((_BTYPE.get(bond(j).GetBondType(), _BTYPE_OTHER)
-                                     for j in range(nb)), dtype=np.int64, count=nb)
-            else:
-                order = Chem.GetAdjacencyMatrix(mol, useBO=True)[src, dst]
-                btype = _bond_order_columns(order)
-            if bond_stereo:
-                stereo = np.fromiter((_STEREO.get(bond(j).GetStereo(), _STEREO_DEFAULT)
-                                      for j in range(nb)), dtype=np.int64, count=nb)
-            else:
-                stereo = np.full(nb, _STEREO_DEFAULT, dtype=np.int64)
-            degree = np.bincount(ends[:, :2].ravel(), minlength=n)
-        else:
-            degree = np.zeros(n, dtype=np.int64)
+    bonds = np.asarray(bond_codes, dtype=np.int64).reshape(-1, 6)
+    atom_start = np.cumsum(n_atoms) - n_atoms
+    shift = np.repeat(atom_start, n_bonds)
+    ends = np.concatenate([bonds[:, 0] + shift, bonds[:, 1] + shift])  # batch atom indices
+    total = int(n_atoms.sum())
+    degree = np.bincount(ends, minlength=total)
+    aromatic = np.zeros(total, dtype=bool)
+    aromatic[ends[np.tile(bonds[:, 2] == _BTYPE[_BT.AROMATIC], 2)]] = True
+    in_ring = np.zeros(total, dtype=bool)
+    in_ring[ends[np.tile(bonds[:, 4] == _BOND_RING, 2)]] = True
 
-        props = np.fromiter(
-            (v for i in range(n) for a in (atom(i),)
-             for v in (_ELEMENT.get(a.GetAtomicNum(), _ELEMENT_OTHER),
-                       _HYBRID.get(a.GetHybridization(), _HYBRID_OTHER),
-                       _AROMATIC if a.GetIsAromatic() else -1,
-                       _NUMH.get(a.GetTotalNumHs(), _NUMH_OTHER),
-                       _ATOM_RING if a.IsInRing() else -1)),
-            dtype=np.int64, count=5 * n,
-        ).reshape(n, 5)
-        if charges:
-            charge = np.fromiter((_CHARGE.get(atom(i).GetFormalCharge(), _CHARGE_OTHER)
-                                  for i in range(n)), dtype=np.int64, count=n)
-        else:
-            charge = np.full(n, _CHARGE[0], dtype=np.int64)
-        if chirality:
-            chiral = np.fromiter((_CHIRAL.get(atom(i).GetChiralTag(), _CHIRAL_OTHER)
-                                  for i in range(n)), dtype=np.int64, count=n)
-        else:
-            chiral = np.full(n, _CHIRAL[_CHI.CHI_UNSPECIFIED], dtype=np.int64)
-        deg = np.where(degree < len(DEGREES), _A_OFF[1] + degree, _DEGREE_OTHER)
+    cols = np.column_stack([
+        np.asarray(atom_codes, dtype=np.int64).reshape(-1, 5),
+        np.where(degree < len(DEGREES), _A_OFF[1] + degree, _DEGREE_OTHER),
+        np.where(aromatic, _AROMATIC, _ATOM_OFF),
+        np.where(in_ring, _ATOM_RING, _ATOM_OFF),
+    ])
+    x = np.zeros((total, ATOM_DIM + 1), dtype=np.float32)
+    x[np.arange(total)[:, None], cols] = 1.0
+    x = np.ascontiguousarray(x[:, :ATOM_DIM])
 
-        cols = np.column_stack([props, charge, chiral, deg])
-        x = np.zeros((n, ATOM_DIM + 1), dtype=np.float32)  # last column absorbs the -1s
-        x[np.arange(n)[:, None], cols] = 1.0
-        x = np.ascontiguousarray(x[:, :ATOM_DIM])
+    battr = np.zeros((len(bonds), BOND_DIM + 1), dtype=np.float32)
+    battr[np.arange(len(bonds))[:, None], bonds[:, 2:]] = 1.0
+    edge_attr = np.repeat(battr[:, :BOND_DIM], 2, axis=0)
+    edge_index = np.empty((2, 2 * len(bonds)), dtype=np.int64)
+    edge_index[0, 0::2], edge_index[0, 1::2] = bonds[:, 0], bonds[:, 1]
+    edge_index[1, 0::2], edge_index[1, 1::2] = bonds[:, 1], bonds[:, 0]
 
-        if nb == 0:
-            return GraphFeatures(x, np.zeros((2, 0), dtype=np.int64),
-                                 np.zeros((0, BOND_DIM), dtype=np.float32))
-        bcols = np.column_stack([btype, ends[:, 2], ends[:, 3], stereo])
-        battr = np.zeros((nb, BOND_DIM + 1), dtype=np.float32)
-        battr[np.arange(nb)[:, None], bcols] = 1.0
-        edge_attr = np.repeat(battr[:, :BOND_DIM], 2, axis=0)
-        edge_index = np.empty((2, 2 * nb), dtype=np.int64)
-        edge_index[0, 0::2], edge_index[0, 1::2] = src, dst
-        edge_index[1, 0::2], edge_index[1, 1::2] = dst, src
-        return GraphFeatures(x, edge_index, edge_attr)
-
-
-def _bond_order_columns(order: np.ndarray) -> np.ndarray:
-    """Bond-type columns from RDKit bond orders (1, 2, 3, 1.5 aromatic; anything else other)."""
-    out = np.full(order.shape, _BTYPE_OTHER, dtype=np.int64)
-    out[order == 1.0] = _BTYPE[_BT.SINGLE]
-    out[order == 2.0] = _BTYPE[_BT.DOUBLE]
-    out[order == 3.0] = _BTYPE[_BT.TRIPLE]
-    out[order == 1.5] = _BTYPE[_BT.AROMATIC]
+    a_end = np.cumsum(n_atoms).tolist()
+    e_end = (2 * np.cumsum(n_bonds)).tolist()
+    out, a0, e0 = [], 0, 0
+    for a1, e1 in zip(a_end, e_end):
+        out.append(GraphFeatures(x[a0:a1], edge_index[:, e0:e1].copy(), edge_attr[e0:e1]))
+        a0, e0 = a1, e1
     return out

@@ -114,7 +114,19 @@ def cache_file(featurizer, smiles: Sequence[str], root: str | os.PathLike) -> Pa
 
 
 def _featurize_chunk(featurizer, start: int, smiles: list[str]):
-    """Featurise one chunk; returns (start, results, [(row, input, reason), ...])."""
+    """Featurise one chunk; returns (start, results, [(row, input, reason), ...]).
+
+    A featurizer with ``batch(smiles) -> (results, [(i, reason), ...])`` does the chunk in
+    one call (GraphFeaturizer: one numpy pass); if that raises, molecules go one by one.
+    """
+    batch = getattr(featurizer, "batch", None)
+    if batch is not None:
+        try:
+            out, errors = batch(smiles)
+        except Exception as exc:  # noqa: BLE001 - fall back to finding the culprit below
+            log.debug("batch featurisation failed (%s); going molecule by molecule", exc)
+        else:
+            return start, list(out), [(start + i, smiles[i], reason) for i, reason in errors]
     out, bad = [], []
     for k, smi in enumerate(smiles):
         try:

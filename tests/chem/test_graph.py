@@ -90,6 +90,21 @@ def test_fast_path_equals_full_reading(featurizer, smiles_100):
         assert np.array_equal(a.edge_attr, b.edge_attr)
 
 
+def test_batch_equals_one_by_one(featurizer, smiles_100):
+    smiles = smiles_100[:30] + ["C1CC", "F/C=C/F", "[NH3+]->[Cu]", "[Na+]", "C[C@H](N)C(=O)O"]
+    results, errors = featurizer.batch(smiles)
+    assert len(results) == len(smiles)
+    assert errors == [(30, "invalid SMILES syntax: 'C1CC'")] and results[30] is None
+    for smi, g in zip(smiles, results):
+        if g is None:
+            continue
+        one = featurizer(smi)
+        assert np.array_equal(one.x, g.x) and np.array_equal(one.edge_index, g.edge_index)
+        assert np.array_equal(one.edge_attr, g.edge_attr)
+        assert g.edge_index.flags.c_contiguous and g.x.dtype == np.float32
+    assert featurizer.batch([]) == ([], [])
+
+
 def test_deterministic_bytes(featurizer, smiles_100):
     for smi in smiles_100[:20]:
         a, b = featurizer(smi), GraphFeaturizer()(smi)
