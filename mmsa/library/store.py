@@ -894,6 +894,7 @@ class Library:
         self._index = None
         self._encoder = None
         self._morgan_counts: np.ndarray | None = None
+        self._cols: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self.manifest["count"])
@@ -971,8 +972,19 @@ class Library:
         return self._index
 
     def embed_query(self, smiles: str) -> np.ndarray:
-        """Embedding of a (standardised) query SMILES with the library's model: float32 [dim]."""
-        res = self.encoder.embed([smiles], mode=self.manifest["checkpoint"].get("mode", "fast"))
+        """Embedding of a (standardised) query SMILES with the library's model: float32 [dim].
+
+        One molecule is embedded on one torch thread: for a single tiny graph, intra-op
+        threads only add synchronisation (7x slower on a busy 2-core machine)."""
+        import torch
+
+        enc = self.encoder
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            res = enc.embed([smiles], mode=self.manifest["checkpoint"].get("mode", "fast"))
+        finally:
+            torch.set_num_threads(threads)
         if not bool(res.ok[0]):
             reason = res.failures[0].reason if res.failures else "embedding failed"
             raise InputError(f"could not embed query {smiles!r}: {reason}")
@@ -988,7 +1000,18 @@ class Library:
             raise InputError(f"query vectors have width {q.shape[1]}, the library {self.dim}")
         if len(self) == 0:
             return np.zeros((len(q), k), np.float32), np.full((len(q), k), -1, np.int64)
-        d, i = self.index.search(q, int(k))
+        index = self.index
+        if len(q) <= 8:  # a few queries: OpenMP threads only add synchronisation
+            import faiss
+
+            threads = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            try:
+                d, i = index.search(q, int(k))
+            finally:
+                faiss.omp_set_num_threads(threads)
+        else:
+            d, i = index.search(q, int(k))
         return d.astype(np.float32), i.astype(np.int64)
 
     def _morgan_counts_all(self) -> np.ndarray:
@@ -998,25 +1021,33 @@ class Library:
             self._morgan_counts = popcounts(self.morgan)
         return self._morgan_counts
 
+    def _columns(self) -> dict[str, np.ndarray]:
+        """Metadata columns as numpy arrays (cached; fancy indexing them is fast)."""
+        if self._cols is None:
+            meta = self.metadata
+            names = ["id", "smiles"] + [c for c in self.property_columns if c in meta.columns]
+            self._cols = {c: meta[c].to_numpy() for c in names}
+        return self._cols
+
     def _frame(self, rows: np.ndarray, scores: np.ndarray, tanimoto: np.ndarray,
                cosine: np.ndarray | None) -> pd.DataFrame:
-        meta = self.metadata
+        cols = self._columns()
         rows = np.asarray(rows, dtype=np.int64)
-        sub = meta.iloc[rows]
-        out = pd.DataFrame({
-            "rank": np.arange(1, len(rows) + 1),
+        n = len(rows)
+        data = {
+            "rank": np.arange(1, n + 1),
             "row": rows,
-            "id": sub["id"].to_numpy(),
-            "smiles": sub["smiles"].to_numpy(),
+            "id": cols["id"][rows],
+            "smiles": cols["smiles"][rows],
             "score": np.asarray(scores, dtype=np.float64),
             "tanimoto": np.asarray(tanimoto, dtype=np.float64),
             "cosine": (np.asarray(cosine, dtype=np.float64) if cosine is not None
-                       else np.full(len(rows), np.nan)),
-        })
-        for col in self.property_columns:
-            if col in sub.columns and col not in out.columns:
-                out[col] = sub[col].to_numpy()
-        return out
+                       else np.full(n, np.nan)),
+        }
+        for col, values in cols.items():
+            if col not in data:
+                data[col] = values[rows]
+        return pd.DataFrame(data)
 
     def search(
         self,
