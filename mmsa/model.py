@@ -24,7 +24,7 @@ from mmsa.nn.geometry import GeometryEncoder
 from mmsa.nn.graph import GraphEncoder
 from mmsa.nn.hypergraph import HypergraphRefiner
 from mmsa.nn.image import ImageEncoder
-from mmsa.nn.memory import MemoryBank
+from mmsa.nn.memory import MemoryBank, assignment_entropy
 from mmsa.types import InputError
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,9 @@ class MMSAConfig:
     bond_dim: int
     image_channels: int = 3
     image_size: int = 64
-    dim: int = 128  # shared embedding space (the vectors users get)
-    feature_dim: int = 128  # output width of each modality extractor
-    ae_hidden: int = 128  # hidden width of the modality auto-encoders
+    dim: int = 256  # shared embedding space (the vectors users get)
+    feature_dim: int = 256  # output width of each modality extractor
+    ae_hidden: int = 256  # hidden width of the modality auto-encoders
     graph_hidden: int = 128
     graph_layers: int = 3
     image_widths: tuple[int, ...] = (16, 32, 64, 128)
@@ -316,6 +316,9 @@ class MMSA(nn.Module):
         when image and geometry are both off); hyper: InfoNCE between the graph code and the
         hypergraph-refined fused code; mem_align: 1 - cos(embedding, memory readout);
         mem_assign: cross-entropy to Sinkhorn-balanced anchor assignments (anti-collapse).
+        With a memory, ``mem_entropy_marginal``/``mem_entropy_row`` (diagnostics, not in
+        ``loss``) give the entropy of the batch's mean anchor assignment and the mean
+        per-molecule entropy (nats) of the graph embeddings.
         """
         c = self.config
         views = self._views(batch, "full")
@@ -348,6 +351,10 @@ class MMSA(nn.Module):
                "mem_align": mem_align, "mem_assign": mem_assign}
         out["loss"] = (c.w_recon * recon + c.w_contrast * contrast + c.w_hyper * hyper
                        + c.w_mem_align * mem_align + c.w_mem_assign * mem_assign)
+        if self.memory is not None:  # diagnostics (no gradient): anchor usage of the fast path
+            with torch.no_grad():
+                w = self.memory.assign(z_g.detach())
+                out["mem_entropy_marginal"], out["mem_entropy_row"] = assignment_entropy(w)
         return out
 
 

@@ -33,7 +33,6 @@ from mmsa.model import (
     read_checkpoint,
     save_checkpoint,
 )
-from mmsa.nn.memory import assignment_entropy
 from mmsa.paths import cache_dir
 from mmsa.types import InputError
 
@@ -391,11 +390,8 @@ def _train(config: MMSAConfig, features: PackedFeatures, out: Path, dev: torch.d
             opt.step()
             step += 1
             terms = {k: float(v.detach()) for k, v in losses.items()}
-            h_m = h_r = float("nan")
-            if model.memory is not None:
-                with torch.no_grad():
-                    _, w = model._readout(model._views(batch, "fast")[0][2])
-                    h_m, h_r = (float(h) for h in assignment_entropy(w))
+            h_m = terms.get("mem_entropy_marginal", float("nan"))
+            h_r = terms.get("mem_entropy_row", float("nan"))
             wall = elapsed0 + time.monotonic() - t0
             writer.writerow([step, epoch, f"{wall:.2f}", f"{cur_lr:.6g}", f"{terms['loss']:.6f}",
                              *(f"{terms[t]:.6f}" for t in LOSS_TERMS), f"{h_m:.4f}",

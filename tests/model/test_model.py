@@ -49,7 +49,8 @@ def test_losses_are_finite_scalars(encoder):
     im = [encoder.image_featurizer(s) for s in SMILES]
     cf = [encoder.conformer_featurizer(s) for s in SMILES]
     losses = model.losses(collate(g, im, cf))
-    assert set(losses) == {"recon", "contrast", "hyper", "mem_align", "mem_assign", "loss"}
+    assert set(losses) == {"recon", "contrast", "hyper", "mem_align", "mem_assign", "loss",
+                           "mem_entropy_marginal", "mem_entropy_row"}
     for v in losses.values():
         assert v.ndim == 0 and torch.isfinite(v)
     losses["loss"].backward()
