@@ -82,13 +82,16 @@ def morgan_packed(mol) -> np.ndarray:
 
 
 def pattern_packed(mol) -> np.ndarray:
-    """RDKit pattern fingerprint (the substructure screen) as packed bits: uint8 [256]."""
+    """RDKit pattern fingerprint (the substructure screen) as bytes: uint8 [256].
+
+    Bit order is RDKit's FPS text order (bit 0 = least significant bit of byte 0); only
+    subset tests use these, so any fixed order works, and this one is 10x cheaper to get.
+    """
+    from rdkit import DataStructs
+
     Chem, _ = _rdkit()
     fp = Chem.PatternFingerprint(mol, FP_BITS)
-    arr = np.zeros(FP_BITS, dtype=np.uint8)
-    on = list(fp.GetOnBits())
-    arr[on] = 1
-    return np.packbits(arr)
+    return np.frombuffer(bytes.fromhex(DataStructs.BitVectToFPSText(fp)), dtype=np.uint8)
 
 
 def pattern_query_packed(query_mol) -> np.ndarray:

@@ -516,7 +516,8 @@ def _run_into(
                                           "num_slots": int(enc.num_slots)})
             manifest.setdefault("fingerprints", {
                 "morgan": {"radius": 2, "nbits": 2048, "packing": "np.packbits, big-endian"},
-                "pattern": {"kind": "rdkit PatternFingerprint", "nbits": 2048},
+                "pattern": {"kind": "rdkit PatternFingerprint", "nbits": 2048,
+                            "packing": "BitVectToFPSText bytes"},
             })
             start = int(manifest.get("count", 0))
             streams = _Streams(tmp)
