@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 from rdkit import Chem
 from rdkit.Chem import rdDepictor
-from rdkit.rdBase import BlockLogs
 
 from mmsa.chem.standardize import parse_smiles
+from mmsa.types import InputError
 
 __all__ = ["ImageFeaturizer", "ATOM_COLOURS"]
 
@@ -80,11 +80,16 @@ class ImageFeaturizer:
         return f"ImageFeaturizer(size={self.size})"
 
     def __call__(self, smiles: str) -> np.ndarray:
-        return self.featurize_mol(parse_smiles(smiles))
+        mol = parse_smiles(smiles)
+        if Chem.MolToSmiles(mol) == smiles.strip():  # already canonical: no second parse
+            return self._draw(_kekule(mol))
+        return self.featurize_mol(mol)
 
     def featurize_mol(self, mol: Chem.Mol) -> np.ndarray:
         """Depiction of a parsed molecule (its atom order does not matter)."""
-        mol = _canonical_kekule(mol)
+        return self._draw(_canonical_kekule(mol))
+
+    def _draw(self, mol: Chem.Mol) -> np.ndarray:
         rdDepictor.Compute2DCoords(mol, canonOrient=True)
         xy = mol.GetConformer().GetPositions()[:, :2].astype(np.float64)
         atom = mol.GetAtomWithIdx
@@ -119,10 +124,16 @@ class ImageFeaturizer:
 def _canonical_kekule(mol: Chem.Mol) -> Chem.Mol:
     """The molecule rebuilt from its canonical SMILES (so atom and bond order, hence the
     layout, depend only on the molecule), kekulised as RDKit draws it."""
-    with BlockLogs():
-        out = Chem.MolFromSmiles(Chem.MolToSmiles(mol))
-    if out is None:  # cannot happen for a sanitised molecule; keep the input order then
+    try:
+        out = parse_smiles(Chem.MolToSmiles(mol))
+    except InputError:  # cannot happen for a sanitised molecule; keep the input order then
         out = Chem.Mol(mol)
+    return _kekule(out)
+
+
+def _kekule(mol: Chem.Mol) -> Chem.Mol:
+    """A kekulised copy (as RDKit draws it)."""
+    out = Chem.Mol(mol)
     try:
         Chem.Kekulize(out, clearAromaticFlags=True)
     except Exception:  # noqa: BLE001 - keep aromatic bonds (drawn single) if RDKit cannot
@@ -220,14 +231,14 @@ def _draw_lines(size: int, p0: np.ndarray, p1: np.ndarray, ca: np.ndarray, cb: n
     pts = p0[seg] + t[:, None] * d[seg]
     colour = np.where((t < 0.5)[:, None], ca[seg], cb[seg])
     weight = np.repeat(length / (counts - 1), counts)  # ink per sample: spacing in pixels
-    offsets = [0.0]
-    if width > 1.0:
+    if width > 1.0:  # parallel copies of every line, one pixel apart
         n = int(round(width))
-        offsets = list(np.arange(n) - (n - 1) / 2.0)
         normal = np.column_stack([-d[:, 1], d[:, 0]]) / np.maximum(length, 1e-9)[:, None]
-    for off in offsets:
-        q = pts if off == 0.0 else pts + off * normal[seg]
-        _splat(canvas, size, q, colour, weight)
+        shifts = np.arange(n) - (n - 1) / 2.0
+        pts = np.concatenate([pts + off * normal[seg] for off in shifts])
+        colour = np.tile(colour, (n, 1))
+        weight = np.tile(weight, n)
+    _splat(canvas, size, pts, colour, weight)
     return canvas.reshape(3, size, size)
 
 
@@ -238,14 +249,16 @@ def _splat(canvas: np.ndarray, size: int, pts: np.ndarray, colour: np.ndarray,
     y0 = np.floor(pts[:, 1]).astype(np.int64)
     fx = pts[:, 0] - x0
     fy = pts[:, 1] - y0
-    for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
-                      (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        x, y = x0 + dx, y0 + dy
-        ok = (x >= 0) & (x < size) & (y >= 0) & (y < size)
-        flat = (y * size + x)[ok]
-        ww = (w * weight)[ok]
-        for c in range(3):
-            canvas[c] += np.bincount(flat, weights=ww * colour[ok, c], minlength=size * size)
+    xs = np.concatenate([x0, x0 + 1, x0, x0 + 1])
+    ys = np.concatenate([y0, y0, y0 + 1, y0 + 1])
+    w = np.concatenate([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
+    w *= np.tile(weight, 4)
+    ok = (xs >= 0) & (xs < size) & (ys >= 0) & (ys < size)
+    flat = (ys * size + xs)[ok]
+    w = w[ok]
+    colour = np.tile(colour, (4, 1))[ok]
+    for c in range(3):
+        canvas[c] += np.bincount(flat, weights=w * colour[:, c], minlength=size * size)
 
 
 def _draw_discs(rgb: np.ndarray, centres: np.ndarray, colours: np.ndarray,
