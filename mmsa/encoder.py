@@ -159,15 +159,20 @@ class Encoder:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=n, unit="mol", desc=f"embed ({mode})")
-        for start in range(0, n, batch_size):
-            part = smiles[start:start + batch_size]
-            res = embed_batch(part, self, mode=mode, n_jobs=n_jobs)
-            vectors[start:start + len(part)] = res.vectors
-            slots[start:start + len(part)] = res.slot_weights
-            ok[start:start + len(part)] = res.ok
-            failures.extend(Failure(f.row + start, f.input, f.reason) for f in res.failures)
-            if bar is not None:
-                bar.update(len(part))
+        # with worker processes, featurise large chunks (one pool start per chunk)
+        chunk = batch_size if n_jobs <= 1 else max(batch_size, 16_384)
+        for c0 in range(0, n, chunk):
+            feats = _featurize_inputs(smiles[c0:c0 + chunk], self, mode, n_jobs)
+            for b0 in range(0, len(feats.smiles), batch_size):
+                res = _embed_features(feats.slice(b0, b0 + batch_size), self, mode)
+                start = c0 + b0
+                stop = start + len(res)
+                vectors[start:stop] = res.vectors
+                slots[start:stop] = res.slot_weights
+                ok[start:stop] = res.ok
+                failures.extend(Failure(f.row + start, f.input, f.reason) for f in res.failures)
+                if bar is not None:
+                    bar.update(len(res))
         if bar is not None:
             bar.close()
         return EmbedResult(vectors, slots, ok, failures)
@@ -195,34 +200,67 @@ def _featurize(featurizer, smiles: list[str], n_jobs: int) -> tuple[list, dict[i
     return out, reasons
 
 
-def embed_batch(smiles: Sequence[str], encoder: Encoder, mode: str = "fast",
-                n_jobs: int = 1) -> EmbedResult:
-    """Embed one batch: a pure function of the SMILES and the checkpoint (rows do not affect
-    each other), so chunked or distributed engines can call it unchanged."""
+@dataclass
+class _Features:
+    """Featurised inputs of a chunk (aligned lists; None where a featurizer failed)."""
+
+    smiles: list[str]
+    graphs: list
+    reasons: dict[int, str]
+    images: list | None = None
+    conformers: list | None = None
+
+    def slice(self, a: int, b: int) -> _Features:
+        def cut(xs):
+            return (None if xs is None else xs[a:b])
+        return _Features(self.smiles[a:b], self.graphs[a:b],
+                         {i - a: r for i, r in self.reasons.items() if a <= i < b},
+                         cut(self.images), cut(self.conformers))
+
+
+def _featurize_inputs(smiles: Sequence[str], encoder: Encoder, mode: str,
+                      n_jobs: int = 1) -> _Features:
     smiles = [str(s) if s is not None else "" for s in smiles]
-    n = len(smiles)
     graphs, reasons = _featurize(encoder.graph_featurizer, smiles, n_jobs)
     for i, g in enumerate(graphs):
         if g is not None and g.x.shape[0] == 0:
             graphs[i] = None
             reasons[i] = "molecule has no heavy atoms"
-    keep = [i for i in range(n) if graphs[i] is not None]
+    feats = _Features(smiles, graphs, reasons)
+    if mode == "full":
+        # image/3D of molecules whose graph failed are not needed: featurise "" -> failure
+        todo = [s if graphs[i] is not None else "" for i, s in enumerate(smiles)]
+        if encoder.image_featurizer is not None:
+            feats.images = _featurize(encoder.image_featurizer, todo, n_jobs)[0]
+        if encoder.conformer_featurizer is not None:
+            feats.conformers = _featurize(encoder.conformer_featurizer, todo, n_jobs)[0]
+    return feats
+
+
+def _embed_features(feats: _Features, encoder: Encoder, mode: str) -> EmbedResult:
+    n = len(feats.smiles)
     vectors = np.full((n, encoder.dim), np.nan, dtype=np.float32)
     slots = np.full((n, encoder.num_slots), np.nan, dtype=np.float32)
     ok = np.zeros(n, dtype=bool)
+    keep = [i for i in range(n) if feats.graphs[i] is not None]
     if keep:
-        sub = [smiles[i] for i in keep]
-        images = conformers = None
-        if mode == "full":
-            if encoder.image_featurizer is not None:
-                images = _featurize(encoder.image_featurizer, sub, n_jobs)[0]
-            if encoder.conformer_featurizer is not None:
-                conformers = _featurize(encoder.conformer_featurizer, sub, n_jobs)[0]
-        batch: MMSABatch = collate([graphs[i] for i in keep], images, conformers)
+        def pick(xs):
+            return (None if xs is None else [xs[i] for i in keep])
+        batch: MMSABatch = collate([feats.graphs[i] for i in keep], pick(feats.images),
+                                   pick(feats.conformers))
         with torch.inference_mode():
             v, w = encoder.model.embed(batch.to(encoder.device), mode=mode)
         vectors[keep] = v.float().cpu().numpy()
         slots[keep] = w.float().cpu().numpy()
         ok[keep] = True
-    failures = [Failure(i, smiles[i], reasons[i]) for i in sorted(reasons)]
+    failures = [Failure(i, feats.smiles[i], feats.reasons[i]) for i in sorted(feats.reasons)]
     return EmbedResult(vectors, slots, ok, failures)
+
+
+def embed_batch(smiles: Sequence[str], encoder: Encoder, mode: str = "fast",
+                n_jobs: int = 1) -> EmbedResult:
+    """Embed one batch: a pure function of the SMILES and the checkpoint (rows do not affect
+    each other), so chunked or distributed engines can call it unchanged."""
+    if mode not in MODES:
+        raise InputError(f"unknown embedding mode {mode!r} (use one of {MODES})")
+    return _embed_features(_featurize_inputs(smiles, encoder, mode, n_jobs), encoder, mode)

@@ -148,3 +148,12 @@ def test_ablation_configs_build_and_train_step():
         assert torch.isfinite(losses["loss"]) and losses["contrast"] > 0
         if not cfg.use_memory:
             assert losses["mem_assign"] == 0
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_vectors(encoder):
+    smiles = SMILES + ["bad smiles"]
+    one = encoder.embed(smiles, mode="full", n_jobs=1)
+    two = encoder.embed(smiles, mode="full", n_jobs=2, batch_size=3)
+    np.testing.assert_allclose(one.vectors, two.vectors, atol=1e-6)
+    assert [f.row for f in two.failures] == [len(SMILES)]
