@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bulk-queries", type=int, default=20,
                    help="queries timed for RDKit BulkTanimoto, FPSim2 and numpy Tanimoto")
     p.add_argument("--n-jobs", type=int, default=2)
-    p.add_argument("--chunk-size", type=int, default=10_000)
+    p.add_argument("--chunk-size", type=int, default=4096)
     p.add_argument("--root", default=None, help="libraries folder (default $MMSA_CACHE/bench)")
     p.add_argument("--no-fpsim2", action="store_true")
     p.add_argument("--skip-build", action="store_true", help="reuse libraries already built")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 
@@ -23,12 +24,14 @@ def _encoder_opt(p: argparse.ArgumentParser) -> None:
 def _input_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smiles-col", default=None, help="SMILES column (default: found by name)")
     p.add_argument("--id-col", default=None, help="id column (default: found by name)")
-    p.add_argument("--chunk-size", type=int, default=10_000, help="molecules per chunk")
+    p.add_argument("--chunk-size", type=int, default=4096, help="molecules per chunk")
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes for embedding")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def register(subparsers) -> None:
+    # pandas imports numexpr, which logs its thread count at INFO: not news to our users
+    logging.getLogger("numexpr.utils").setLevel(logging.WARNING)
     parser = subparsers.add_parser(
         "index", help="build and manage searchable libraries",
         description="Build, append to, list, inspect and delete libraries (indexes/NAME/).",
@@ -257,13 +260,15 @@ def _search(args: argparse.Namespace) -> int:
 
     lib = open_library(args.name, root=args.indexes, encoder=args.checkpoint, verify="size")
     hits = lib.search(args.smiles, k=args.k, mode=args.mode, threshold=args.threshold)
+    for col in ("score", "tanimoto", "cosine"):
+        hits[col] = hits[col].round(4)
     if args.format == "csv":
-        hits.to_csv(sys.stdout, index=False, float_format="%.4f")
+        hits.to_csv(sys.stdout, index=False)
         return 0
     if hits.empty:
         print("no hits", file=sys.stderr)
         return 0
     with pd.option_context("display.max_columns", 12, "display.width", 160,
-                           "display.max_colwidth", 50, "display.float_format", "{:.4f}".format):
+                           "display.max_colwidth", 50):
         print(hits.to_string(index=False))
     return 0

@@ -340,6 +340,8 @@ def _ingest(
     failures: list[Failure] = []
     part = part0
     chunks = iter_library(source, smiles_col=smiles_col, id_col=id_col, chunk_size=chunk_size)
+    if progress is not None:
+        progress(0, total)
     for chunk, res in _chunk_results(chunks, encoder, spec, n_jobs):
         rec = chunk.records
         failures.extend(chunk.failures)
@@ -584,7 +586,7 @@ def build_library(
     index: str = "auto",
     approx_threshold: int = APPROX_THRESHOLD,
     hyperedge_k: int = 8,
-    chunk_size: int = 10_000,
+    chunk_size: int = 4096,
     n_jobs: int = 1,
     progress: Progress | None = None,
     overwrite: bool = False,
@@ -636,7 +638,7 @@ def add_to_library(
     encoder=None,
     smiles_col: str | None = None,
     id_col: str | None = None,
-    chunk_size: int = 10_000,
+    chunk_size: int = 4096,
     n_jobs: int = 1,
     progress: Progress | None = None,
     seed: int = 0,
