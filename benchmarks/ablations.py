@@ -13,7 +13,7 @@ Checkpoints go to $MMSA_CACHE/ablations/STEM.pt with STEM.json (data size, steps
 time, final losses) and the training run (log.csv, config.json) in $MMSA_CACHE/ablations/runs/.
 Features are computed once and cached as $MMSA_CACHE/ablations/features-KEY.npz.
 
-    nice -n 10 python benchmarks/ablations.py --n-molecules 10000 --steps 300
+    nice -n 10 python benchmarks/ablations.py --n-molecules 10000 --steps 500
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-molecules", type=int, default=10_000)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-jobs", type=int, default=2, help="featurisation processes")
@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="JSON of MMSAConfig overrides shared by every run (default: the "
                    "shipped model's preset)")
     p.add_argument("--featurize-only", action="store_true")
+    p.add_argument("--features", default=None,
+                   help="use this packed-features .npz (written by an earlier run) as is")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", stream=sys.stderr)
@@ -129,8 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     shared = json.loads(args.config) if args.config else {}
     base = build_config("default", **shared)
-    smiles = moses_training_smiles(args.n_molecules, seed=args.seed)
-    packed, feat_s = featurize(base, smiles, args.n_jobs, root)
+    if args.features:
+        from mmsa.train import PackedFeatures
+
+        packed, feat_s = PackedFeatures.load(args.features), 0.0
+        log.info("features from %s (%d molecules)", args.features, len(packed))
+    else:
+        smiles = moses_training_smiles(args.n_molecules, seed=args.seed)
+        packed, feat_s = featurize(base, smiles, args.n_jobs, root)
     if args.featurize_only:
         return 0
     for stem in args.only or list(ABLATIONS):
