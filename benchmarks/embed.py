@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--n-jobs", type=int, default=2, help="featurisation processes to also try")
     p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: torch's default, one per core)")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/embed.json"))
     p.add_argument("--doc", default=str(ROOT / "docs/benchmarks.md"),
                    help="markdown file whose 'Embedding throughput' section is rewritten "
@@ -182,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import torch
 
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     from mmsa.encoder import file_sha256
     from mmsa.evaluate import update_markdown_section, write_json
     from mmsa.paths import DEFAULT_CHECKPOINT, cache_dir
