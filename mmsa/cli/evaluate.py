@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     tasks = args.tasks or list(ev.TASKS)
     for task in tasks:
         ev.get_task(task)
-    n_methods = 3 + int(args.full) + (0 if args.no_ablations else len(ev.ABLATIONS))
+    n_ablations = 0 if args.no_ablations else len(ev.find_ablations(args.ablations))
+    n_methods = 3 + int(args.full) + n_ablations
     bar = tqdm(total=n_methods * len(tasks), desc="evaluate", unit="method x task",
                file=sys.stderr)
 
