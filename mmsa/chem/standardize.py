@@ -86,8 +86,15 @@ def _tools() -> tuple[rdMolStandardize.LargestFragmentChooser, rdMolStandardize.
             rdMolStandardize.Uncharger(canonicalOrder=True))
 
 
-def standardize_mol(mol: Chem.Mol) -> Chem.Mol:
+_CHARGED = Chem.MolFromSmarts("[!+0]")  # any atom with a formal charge
+
+
+def standardize_mol(mol: Chem.Mol, *, fragments: bool = True, charges: bool = True
+                    ) -> Chem.Mol:
     """Largest fragment, then neutralised; returns a new molecule (``mol`` is not changed).
+
+    ``fragments=False`` / ``charges=False`` tell it the molecule has a single fragment / no
+    charged atom (e.g. no "." / "+" or "-" in its SMILES), skipping those checks.
 
     Raises:
         InputError: standardisation failed (the molecule is left without atoms or RDKit
@@ -97,9 +104,9 @@ def standardize_mol(mol: Chem.Mol) -> Chem.Mol:
     with BlockLogs():
         try:
             out = Chem.Mol(mol)
-            if len(Chem.GetMolFrags(out)) > 1:
+            if fragments and len(Chem.GetMolFrags(out)) > 1:
                 out = chooser.choose(out)
-            if any(atom.GetFormalCharge() for atom in out.GetAtoms()):
+            if charges and out.HasSubstructMatch(_CHARGED):
                 out = uncharger.uncharge(out)
         except Exception as exc:  # RDKit errors surface as several exception types
             raise InputError(f"standardisation failed: {exc}") from exc
@@ -129,7 +136,9 @@ def standardize_or_reason(smiles: str) -> tuple[str | None, str | None]:
         mol = parse_smiles(smiles)
     except InputError:
         return None, smiles_error(smiles) or "invalid SMILES"
+    text = smiles.strip()
     try:
-        return Chem.MolToSmiles(standardize_mol(mol)), None
+        std = standardize_mol(mol, fragments="." in text, charges="+" in text or "-" in text)
+        return Chem.MolToSmiles(std), None
     except InputError as exc:
         return None, str(exc)
