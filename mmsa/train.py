@@ -258,10 +258,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
+def _lr_at(step: int, steps: int, lr: float, warmup: int, time_frac: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 5% of ``lr`` over the run; the run's progress is
+    the larger of the step fraction and ``time_frac`` (the fraction of a time budget used)."""
     if step < warmup:
         return lr * (step + 1) / warmup
-    t = (step - warmup) / max(1, steps - warmup)
+    t = max((step - warmup) / max(1, steps - warmup), time_frac)
     return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
@@ -281,7 +283,9 @@ def pretrain(config: MMSAConfig, smiles: list[str] | None, out_dir: str | os.Pat
         smiles: training molecules (ignored when ``features`` is given).
         steps: optimisation steps (the cosine schedule spans them).
         seed: seeds weights, batch order and augmentations.
-        max_minutes: stop early (with a final checkpoint) after this much wall time.
+        max_minutes: time budget: stop (with a final checkpoint) after this much training
+            time (resumed runs count their earlier time) and pace the cosine learning-rate
+            decay by whichever of steps and time runs out first.
         features: pre-packed features (from :func:`featurize_for_pretraining`).
         resume: continue from ``out_dir/last.pt`` (same config and data).
         threads: torch CPU threads while training (restored afterwards; None keeps torch's
@@ -380,7 +384,10 @@ def _train(config: MMSAConfig, features: PackedFeatures, out: Path, dev: torch.d
             k = step % steps_per_epoch
             idx = perm[k * batch_size:(k + 1) * batch_size]
             batch = features.batch(idx).to(dev)
-            cur_lr = _lr_at(step, steps, lr, warmup)
+            time_frac = 0.0
+            if max_minutes:
+                time_frac = (elapsed0 + time.monotonic() - t0) / (60 * max_minutes)
+            cur_lr = _lr_at(step, steps, lr, warmup, time_frac)
             for group in opt.param_groups:
                 group["lr"] = cur_lr
             losses = model.losses(batch, generator=gen)
@@ -402,7 +409,7 @@ def _train(config: MMSAConfig, features: PackedFeatures, out: Path, dev: torch.d
             if step % checkpoint_every == 0:
                 log_fh.flush()
                 save(last)
-            if max_minutes is not None and wall - elapsed0 > 60 * max_minutes:
+            if max_minutes is not None and wall > 60 * max_minutes:  # resumed time counts
                 log.info("time budget of %.1f min reached at step %d", max_minutes, step)
                 break
     finally:
