@@ -16,6 +16,7 @@ log = logging.getLogger("mmsa.app")
 #: session-state keys shared between pages
 LIBRARY_KEY = "library"          # name of the selected library
 PICKER_KEY = "library_picker"    # the sidebar widget that changes it
+PENDING_KEY = "library_pending"  # a programmatic choice the picker must show on its next run
 QUERY_KEY = "last_query"         # last query SMILES that was searched successfully
 FOCUS_KEY = "focus_row"          # library row picked for the Hyperedges page
 SEARCH_INPUT_KEY = "search_query"
@@ -109,7 +110,7 @@ def select_library(name: str | None) -> None:
         st.session_state.pop(LIBRARY_KEY, None)
     else:
         st.session_state[LIBRARY_KEY] = name
-    st.session_state.pop(PICKER_KEY, None)
+        st.session_state[PENDING_KEY] = name  # applied to the picker before it is drawn
 
 
 def forget_library(name: str | None = None) -> None:
@@ -136,12 +137,16 @@ def sidebar() -> None:
             return
         if st.session_state.get(LIBRARY_KEY) not in names:
             select_library(names[0])
+        pending = st.session_state.pop(PENDING_KEY, None)
+        if pending in names:  # set before the widget exists: overrides the browser's value
+            st.session_state[PICKER_KEY] = pending
 
         def picked() -> None:
             st.session_state[LIBRARY_KEY] = st.session_state[PICKER_KEY]
 
-        st.selectbox("Library", names, index=names.index(st.session_state[LIBRARY_KEY]),
-                     key=PICKER_KEY, on_change=picked,
+        if st.session_state.get(PICKER_KEY) not in names:
+            st.session_state[PICKER_KEY] = st.session_state[LIBRARY_KEY]
+        st.selectbox("Library", names, key=PICKER_KEY, on_change=picked,
                      format_func=lambda n: f"{n} ({counts[n]:,} molecules)")
 
 

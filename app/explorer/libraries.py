@@ -150,7 +150,7 @@ def _show_last_build() -> None:
         return
     st.success(last["message"])
     if last["failures"] is not None and len(last["failures"]):
-        with st.expander(f"{len(last['failures'])} rows could not be added, and why"):
+        with st.expander(f"{len(last['failures'])} rows could not be added, and why", expanded=True):
             st.dataframe(last["failures"], hide_index=True, width="stretch")
 
 

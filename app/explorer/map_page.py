@@ -119,15 +119,17 @@ def render() -> None:
         return
     coords = cached_coordinates(lib)
     if coords is None:
-        st.info(f"Computing the map of **{lib.name}** once ({len(lib):,} molecules, seeded UMAP); "
-                "it is cached in the library's folder.")
+        note = st.empty()
+        note.info(f"Computing the map of **{lib.name}** once ({len(lib):,} molecules, seeded "
+                  "UMAP); it is cached in the library's folder.")
         bar = common.ProgressBar("UMAP", unit="steps")
         try:
             coords = map_coordinates(lib, progress=bar)
         except MMSAError as exc:
             st.error(f"The map could not be computed: {exc}")
             return
-        bar.done("Map computed and cached")
+        note.empty()
+        bar.bar.empty()
 
     options = colour_options(lib.metadata)
     c1, c2 = st.columns([2, 3])

@@ -121,7 +121,7 @@ def map_figure(
     if query_xy is not None:
         q = np.asarray(query_xy, dtype=np.float32).reshape(2)
         fig.add_trace(go.Scatter(
-            x=[float(q[0])], y=[float(q[1])], mode="markers", name=html.escape(query_label),
+            x=[float(q[0])], y=[float(q[1])], mode="markers", name="query",
             hovertext=[html.escape(query_label)], hoverinfo="text",
             marker=dict(symbol="star", size=18, color="#e45756", line=dict(color="black", width=1)),
         ))
@@ -129,7 +129,9 @@ def map_figure(
         height=height, margin=dict(l=10, r=10, t=30, b=10), dragmode="lasso",
         xaxis=dict(showticklabels=False, title="UMAP 1", zeroline=False),
         yaxis=dict(showticklabels=False, title="UMAP 2", zeroline=False),
-        legend=dict(itemsizing="constant"), plot_bgcolor="white",
+        legend=dict(itemsizing="constant", orientation="h", yanchor="top", y=-0.02,
+                    xanchor="left", x=0),
+        plot_bgcolor="white",
     )
     return fig
 

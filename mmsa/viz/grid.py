@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 import re
@@ -51,6 +52,19 @@ def format_value(value: object, digits: int = 3) -> str:
     return str(value)
 
 
+def svg_img(svg: str | None, alt: str = "structure") -> str:
+    """An ``<img>`` tag showing ``svg`` through a base64 data URI (or a placeholder).
+
+    Browsers never run scripts inside an SVG loaded as an image, and HTML sanitisers (e.g.
+    Streamlit's ``st.html``, which strips inline ``<svg>``) keep ``<img>`` with data URIs.
+    """
+    markup = safe_svg(svg)
+    if not markup.startswith("<svg"):
+        return markup
+    data = base64.b64encode(markup.encode("utf-8")).decode("ascii")
+    return f'<img class="mmsa-pict" alt="{html.escape(alt)}" src="data:image/svg+xml;base64,{data}"/>'
+
+
 def safe_svg(svg: str | None) -> str:
     """``svg`` if it is a plain RDKit-style SVG, else an escaped placeholder box."""
     if not svg:
@@ -65,7 +79,7 @@ _CSS = """
 <style>
 .mmsa-grid{display:grid;grid-template-columns:repeat(%(cols)d,minmax(0,1fr));gap:10px;font-family:sans-serif;}
 .mmsa-card{border:1px solid #ddd;border-radius:8px;padding:6px;background:#fff;color:#222;overflow:hidden;}
-.mmsa-card svg{width:100%%;height:auto;display:block;}
+.mmsa-card img.mmsa-pict{width:100%%;height:auto;display:block;}
 .mmsa-title{font-weight:600;font-size:0.9em;margin-top:4px;overflow-wrap:anywhere;}
 .mmsa-sub{font-size:0.75em;color:#666;overflow-wrap:anywhere;}
 .mmsa-fields{font-size:0.78em;margin:2px 0 0 0;border-collapse:collapse;width:100%%;}
@@ -85,7 +99,7 @@ def card_html(card: Card) -> str:
     sub = f'<div class="mmsa-sub">{html.escape(card.subtitle)}</div>' if card.subtitle else ""
     return (
         '<div class="mmsa-card">'
-        f"{safe_svg(card.svg)}"
+        f"{svg_img(card.svg, alt=card.title)}"
         f'<div class="mmsa-title">{html.escape(card.title)}</div>{sub}'
         f'<table class="mmsa-fields">{rows}</table>'
         "</div>"
