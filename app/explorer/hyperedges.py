@@ -11,6 +11,7 @@ from mmsa.types import InputError, MMSAError
 from mmsa.viz.grid import Card, grid_html
 
 TOP = 20
+ONE, COHERENT = "This molecule's hyperedge", "Most coherent hyperedges"
 
 
 def find_row(lib, text: str) -> int:
@@ -69,9 +70,33 @@ def member_cards(frame: pd.DataFrame, smarts: str | None) -> list[Card]:
     return cards
 
 
-@st.cache_data(max_entries=8, show_spinner="Finding the most coherent hyperedges\u2026")
+def coherent_with_motifs(lib, top: int = TOP, progress=None) -> pd.DataFrame:
+    """The library's most coherent hyperedges (mutually disjoint, by mean cosine to the centre;
+    ``Library.coherent_hyperedges``) with the size of each one's shared motif (MCS, cached on
+    disk by the library), sorted by motif size (largest first), then coherence."""
+    table = lib.coherent_hyperedges(top=top).copy()
+    atoms, smarts = [], []
+    for j, row in enumerate(table["hyperedge"].tolist()):
+        try:
+            motif = lib.hyperedge_motif(int(row))
+        except MMSAError:
+            motif = None
+        atoms.append(motif_size(motif))
+        smarts.append(motif_smarts(motif) or "")
+        if progress:
+            progress(j + 1, len(table))
+    table["motif atoms"] = atoms
+    table["motif"] = smarts
+    return table.sort_values(["motif atoms", "coherence"], ascending=False,
+                             kind="stable").reset_index(drop=True)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
 def _coherent(key, top, _lib):
-    return _lib.coherent_hyperedges(top=top)
+    bar = common.ProgressBar("Finding the shared motif of each hyperedge", unit="hyperedges")
+    table = coherent_with_motifs(_lib, top, progress=bar)
+    bar.bar.empty()
+    return table
 
 
 def show_hyperedge(lib, row: int) -> None:
@@ -106,8 +131,9 @@ def render() -> None:
     default = "" if focus is None or focus >= len(lib) else str(lib.metadata["id"].iloc[focus])
     text = st.text_input("Molecule id (or row number, e.g. #12)", value=default,
                          key=f"hyperedge_id_{focus}")
-    tab1, tab2 = st.tabs(["This molecule", "Most coherent hyperedges"])
-    with tab1:
+    view = st.radio("Show", [ONE, COHERENT], horizontal=True, key="hyperedge_view",
+                    label_visibility="collapsed")
+    if view == ONE:
         if text.strip():
             try:
                 row = find_row(lib, text)
@@ -119,14 +145,17 @@ def render() -> None:
         else:
             st.info("Pick a molecule: type its id, or come here from a search hit or a map "
                     "selection.")
-    with tab2:
-        table = _coherent(common.library_key(lib), TOP, _lib=lib)
-        if table.empty:
-            st.info("No hyperedges in this library.")
-            return
-        st.dataframe(table.drop(columns=["members"], errors="ignore"), hide_index=True,
-                     width="stretch")
-        pick = st.selectbox("Browse one", table["hyperedge"].tolist(), key="coherent_pick",
-                            format_func=lambda r: str(table.loc[table["hyperedge"] == r, "id"].iloc[0]))
-        if pick is not None:
-            show_hyperedge(lib, int(pick))
+        return
+    table = _coherent(common.library_key(lib), TOP, _lib=lib)
+    if table.empty:
+        st.info("No hyperedges in this library.")
+        return
+    st.caption(f"The {len(table)} most coherent disjoint hyperedges (members closest to their "
+               "centre), largest shared motif first.")
+    st.dataframe(table.drop(columns=["members"], errors="ignore"), hide_index=True,
+                 width="stretch", column_config={
+                     "coherence": st.column_config.NumberColumn(format="%.3f")})
+    pick = st.selectbox("Browse one", table["hyperedge"].tolist(), key="coherent_pick",
+                        format_func=lambda r: str(table.loc[table["hyperedge"] == r, "id"].iloc[0]))
+    if pick is not None:
+        show_hyperedge(lib, int(pick))

@@ -20,6 +20,7 @@ MODE_HELP = {
 SCORE_COLUMNS = ("rank", "row", "id", "smiles", "score", "cosine", "tanimoto")
 GRID_LIMIT = 48  # hits drawn as pictures; the table and exports hold all of them
 EXAMPLE = "CN1CCC[C@H]1c1cccnc1"
+DRAWN_KEY = "search_drawn"  # SMILES applied in the sketcher, copied into the query box
 
 
 def run_search(lib, query: str, mode: str = "embedding", k: int | None = 12,
@@ -84,6 +85,9 @@ def render() -> None:
     c1, c2, c3, c4 = st.columns([5, 2, 1, 1])
     if common.SEARCH_INPUT_KEY not in st.session_state:
         st.session_state[common.SEARCH_INPUT_KEY] = st.session_state.get(common.QUERY_KEY, "")
+    drawn = st.session_state.pop(DRAWN_KEY, None)
+    if drawn:  # a structure applied in the sketcher on the previous run becomes the query
+        st.session_state[common.SEARCH_INPUT_KEY] = drawn
     query = c1.text_input("Query SMILES (or SMARTS for substructure)", key=common.SEARCH_INPUT_KEY,
                           placeholder=f"e.g. {EXAMPLE}")
     mode = c2.selectbox("Mode", MODES, key="search_mode", help="\n".join(
@@ -93,10 +97,10 @@ def render() -> None:
                                 key="search_threshold", help="keep hits scoring at least this")
     sketch = _sketcher()
     if sketch is not None:
-        with st.expander("Draw a structure"):
-            drawn = sketch(query or "", key="ketcher")
-            if drawn and drawn != query:
-                st.session_state[common.SEARCH_INPUT_KEY] = drawn
+        with st.expander("Draw a structure (Ketcher; press Apply to search it)"):
+            sketched = sketch(query or "", height=420, key="ketcher")
+            if sketched and sketched.strip() != query.strip():
+                st.session_state[DRAWN_KEY] = sketched.strip()
                 st.rerun()
     if mode == "embedding" and not can_embed:
         st.warning("This library was built with another model checkpoint than the one loaded, "

@@ -146,8 +146,15 @@ def test_hyperedges_page_shows_members_with_motif(app, app_env):
     for i in ids:
         if i != EVIL_ID:
             assert f">{i}<" in page
-    # the coherent list is offered
-    assert any("coherence" in d.value.columns for d in at.dataframe)
+    # the most coherent hyperedges, largest shared motif first
+    at.radio(key="hyperedge_view").set_value("Most coherent hyperedges").run()
+    no_exception(at)
+    table = next(d.value for d in at.dataframe if "coherence" in d.value.columns)
+    assert len(table) >= 1
+    assert table["motif atoms"].tolist() == sorted(table["motif atoms"], reverse=True)
+    first = int(table["hyperedge"].iloc[0])
+    assert table["motif atoms"].iloc[0] == lib.hyperedge_motif(first).num_atoms
+    assert html_of(at).count('class="mmsa-card"') == len(lib.hyperedge(first))
 
 
 def test_hyperedges_unknown_id_is_a_message(app):
