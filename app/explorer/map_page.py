@@ -162,24 +162,26 @@ def render() -> None:
                  for r in sel.head(SELECTION_GRID).itertuples(index=False)]
         st.html(grid_html(cards, columns=6))
         s1, s2, s3 = st.columns([1, 1, 3])
-        s1.download_button("Selection CSV", to_csv_bytes(sel), file_name=f"{lib.name}-selection.csv",
-                           mime="text/csv", key="dl_sel_csv")
-        s2.download_button("Selection SDF", to_sdf_bytes(sel), file_name=f"{lib.name}-selection.sdf",
-                           mime="chemical/x-mdl-sdfile", key="dl_sel_sdf")
+        s1.download_button("Selection CSV", lambda: to_csv_bytes(sel),
+                           file_name=f"{lib.name}-selection.csv", mime="text/csv",
+                           key="dl_sel_csv", on_click="ignore")
+        s2.download_button("Selection SDF", lambda: to_sdf_bytes(sel),
+                           file_name=f"{lib.name}-selection.sdf", mime="chemical/x-mdl-sdfile",
+                           key="dl_sel_sdf", on_click="ignore")
         if s3.button("Show the first one's hyperedge", key="map_to_hyperedge"):
             st.session_state[common.FOCUS_KEY] = int(sel["row"].iloc[0])
             st.switch_page("pages/hyperedges.py")
 
     st.divider()
-    html_key = (common.library_key(lib), option, query if qxy is not None else None)
-    if st.button("Prepare the map as a self-contained HTML file", key="map_html_prepare"):
+
+    def html_page() -> str:  # generated when the button is clicked
         pictures = None
         if len(lib) <= HTML_PICTURE_LIMIT:
-            with st.spinner("Drawing structures for the hover pictures\u2026"):
-                pictures = [common.depict_svg(s) for s in lib.metadata["smiles"]]
-        st.session_state["map_html"] = (html_key, map_html(
-            fig, title=f"MMSA map of {lib.name}", pictures=pictures))
-    prepared = st.session_state.get("map_html")
-    if prepared and prepared[0] == html_key:
-        st.download_button("Download map (HTML)", prepared[1], file_name=f"{lib.name}-map.html",
-                           mime="text/html", key="dl_map_html")
+            pictures = [common.depict_svg(s) for s in lib.metadata["smiles"]]
+        return map_html(fig, title=f"MMSA map of {lib.name}", pictures=pictures)
+
+    st.download_button(
+        "Download the map (self-contained HTML)", html_page, file_name=f"{lib.name}-map.html",
+        mime="text/html", key="dl_map_html", on_click="ignore",
+        help="One HTML file that works offline; hovering a point shows its structure"
+             + (f" (libraries up to {HTML_PICTURE_LIMIT:,} molecules)" if len(lib) > HTML_PICTURE_LIMIT else ""))

@@ -127,10 +127,11 @@ def render() -> None:
     with st.expander("Hits as a table", expanded=False):
         st.dataframe(hits, hide_index=True, width="stretch")
     d1, d2, d3 = st.columns([1, 1, 3])
-    d1.download_button("Download CSV", to_csv_bytes(hits), file_name=f"{lib.name}-hits.csv",
-                       mime="text/csv", key="dl_hits_csv")
-    d2.download_button("Download SDF", to_sdf_bytes(hits), file_name=f"{lib.name}-hits.sdf",
-                       mime="chemical/x-mdl-sdfile", key="dl_hits_sdf")
+    # files are generated when clicked (an SDF of many hits takes a while)
+    d1.download_button("Download CSV", lambda: to_csv_bytes(hits), file_name=f"{lib.name}-hits.csv",
+                       mime="text/csv", key="dl_hits_csv", on_click="ignore")
+    d2.download_button("Download SDF", lambda: to_sdf_bytes(hits), file_name=f"{lib.name}-hits.sdf",
+                       mime="chemical/x-mdl-sdfile", key="dl_hits_sdf", on_click="ignore")
     with d3:
         pick = st.selectbox("Open a hit's hyperedge", hits["row"].tolist(), key="search_pick",
                             format_func=lambda r: f"{hits.loc[hits['row'] == r, 'id'].iloc[0]} (row {r})")

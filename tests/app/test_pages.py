@@ -113,6 +113,8 @@ def test_map_page_computes_caches_and_colours(app, app_env):
     no_exception(at)
     fig = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert any(tr.get("type") == "scattergl" for tr in fig["data"])
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download the map (self-contained HTML)" in labels
     # the map is cached: a second visit does not recompute (the file is untouched)
     mtime = (root / name / "cache" / "map.npy").stat().st_mtime_ns
     at.run()
