@@ -42,8 +42,9 @@ def register(subparsers) -> None:
     p.add_argument("input", help="molecule file")
     p.add_argument("--name", required=True, help="library name")
     p.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf"],
-                   help="FAISS index: auto = exact below --approx-threshold, else HNSW")
-    p.add_argument("--approx-threshold", type=int, default=200_000,
+                   help="FAISS index: auto = exact below --approx-threshold, HNSW up to 1M "
+                        "molecules, IVF above")
+    p.add_argument("--approx-threshold", type=int, default=50_000,
                    help="library size from which 'auto' uses an approximate index")
     p.add_argument("--hyperedge-k", type=int, default=8, help="neighbours per hyperedge")
     p.add_argument("--overwrite", action="store_true", help="replace an existing library")

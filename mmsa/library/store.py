@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 MODES = ("embedding", "tanimoto", "substructure", "exact")
 
 #: libraries with fewer vectors than this get an exact (flat) index under ``index="auto"``
-APPROX_THRESHOLD = 200_000
+APPROX_THRESHOLD = 50_000
 
 #: callable(done, total_or_None) called after each chunk (e.g. to drive st.progress)
 Progress = Callable[[int, "int | None"], None]
@@ -598,8 +598,8 @@ def build_library(
     :func:`mmsa.library.embed.embed_chunk` (a pure function of the SMILES batch and the
     checkpoint, run in ``n_jobs`` worker processes when ``n_jobs > 1``) and is appended to the
     files on disk, so memory stays bounded. Then the FAISS index (``index``: "auto" | "flat" |
-    "hnsw" | "ivf"; "auto" = flat below ``approx_threshold`` vectors, else HNSW with
-    recall@10 >= 0.95 measured on a sample and recorded) and the kNN hyperedges
+    "hnsw" | "ivf"; "auto" = flat below ``approx_threshold`` vectors, HNSW up to 1M, IVF
+    above, with recall@10 >= 0.95 measured on a sample and recorded) and the kNN hyperedges
     (``hyperedge_k`` neighbours) are built.
 
     Everything is written into a temporary folder ``ROOT/.NAME.tmp-XXXX`` renamed to

@@ -230,3 +230,13 @@ def test_hyperedge_motif_is_cached(built, encoder, monkeypatch):
     monkeypatch.setattr(motifs, "mcs", boom)
     again = open_library("tiny", root=root).hyperedge_motif(2)
     assert (again.smarts if hasattr(again, "smarts") else again["smarts"]) == smarts
+
+
+def test_auto_index_choice():
+    x = _clustered(1500)
+    assert ann.build_index(x[:80], "auto", approx_threshold=100, ivf_threshold=1000,
+                           sample=50)[1]["type"] == "flat"
+    assert ann.build_index(x[:600], "auto", approx_threshold=100, ivf_threshold=1000,
+                           sample=50)[1]["type"] == "hnsw"
+    _, info = ann.build_index(x, "auto", approx_threshold=100, ivf_threshold=1000, sample=200)
+    assert info["type"] == "ivf" and info["recall_at_10"] >= 0.95 and "nprobe" in info["params"]
