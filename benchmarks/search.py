@@ -148,8 +148,35 @@ def _build(csv: Path, name: str, root: Path, checkpoint, n_jobs: int, chunk_size
             "peak_rss_gb_largest_process": round(single / 2**30, 3), "index": rep["index"]}
 
 
+def fpsim2_db(csv: Path, cache: Path) -> Path:
+    """FPSim2 database (Morgan r=2, 2048 bits) of the SMILES of ``csv``, built once and cached.
+
+    The same molecules as the library built from ``csv`` (MOSES SMILES are already neutral
+    single fragments, so standardisation does not change their fingerprints)."""
+    import csv as csvmod
+
+    from FPSim2.io import create_db_file
+
+    h5 = cache / f"fpsim2-{csv.stem}.h5"
+    if h5.exists():
+        return h5
+    t = time.perf_counter()
+
+    def rows():
+        with open(csv, newline="") as fh:
+            for i, r in enumerate(csvmod.DictReader(fh)):
+                yield r["smiles"], i
+
+    tmp = h5.with_suffix(".tmp.h5")
+    create_db_file(rows(), str(tmp), mol_format="smiles", fp_type="Morgan",
+                   fp_params={"radius": 2, "fpSize": 2048})
+    os.replace(tmp, h5)
+    print(f"   FPSim2 database {h5.name}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    return h5
+
+
 def _bench_library(name: str, root: Path, checkpoint, n_queries: int, n_bulk: int,
-                   fpsim2: bool, cache: Path, seed: int = 0) -> dict:
+                   fpsim2: bool, cache: Path, csv: Path, seed: int = 0) -> dict:
     from rdkit import DataStructs
 
     from mmsa.library import ann, open_library
@@ -216,17 +243,8 @@ def _bench_library(name: str, root: Path, checkpoint, n_queries: int, n_bulk: in
 
     if fpsim2:
         from FPSim2 import FPSim2Engine
-        from FPSim2.io import create_db_file
 
-        h5 = cache / f"fpsim2-{name}-{n}.h5"
-        if not h5.exists():
-            t = time.perf_counter()
-            smiles = lib.metadata["smiles"].tolist()
-            tmp = h5.with_suffix(".tmp.h5")
-            create_db_file([[s, i] for i, s in enumerate(smiles)], str(tmp), mol_format="smiles",
-                           fp_type="Morgan", fp_params={"radius": 2, "fpSize": 2048})
-            os.replace(tmp, h5)
-            out["fpsim2_db_seconds"] = round(time.perf_counter() - t, 1)
+        h5 = fpsim2_db(csv, cache)
         engine = FPSim2Engine(str(h5))  # our own file in the cache (FPSim2 pickles its config)
         engine.top_k(queries[0], k=10, threshold=0.0, n_workers=1)
         fs = []
@@ -235,6 +253,7 @@ def _bench_library(name: str, root: Path, checkpoint, n_queries: int, n_bulk: in
             engine.top_k(q, k=10, threshold=0.0, n_workers=1)
             fs.append((time.perf_counter() - t) * 1e3)
         out["fpsim2_top_k"] = _percentiles(fs)
+        out["fpsim2_molecules"] = int(engine.fps.shape[0])
         del engine
 
     e = out["embedding_search_end_to_end"]["p50_ms"]
@@ -282,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", default=None, help="libraries folder (default $MMSA_CACHE/bench)")
     p.add_argument("--no-fpsim2", action="store_true")
     p.add_argument("--skip-build", action="store_true", help="reuse libraries already built")
+    p.add_argument("--prepare-fpsim2", action="store_true",
+                   help="only build (and cache) the FPSim2 databases of the sizes")
     p.add_argument("--out", default=str(OUT))
     # child mode
     p.add_argument("--child-build", action="store_true", help=argparse.SUPPRESS)
@@ -312,13 +333,16 @@ def main(argv: list[str] | None = None) -> int:
         key = "all" if n is None else str(n)
         name = f"moses-{key}"
         csv = _subset(moses, n, cache)
+        if args.prepare_fpsim2:
+            fpsim2_db(csv, cache)
+            continue
         print(f"== {name}: building from {csv}", file=sys.stderr, flush=True)
         entry = results.get(key, {}) if args.skip_build else {}
         if not args.skip_build:
             entry["build"] = _build(csv, name, root, checkpoint, args.n_jobs, args.chunk_size)
             print(f"   build: {entry['build']}", file=sys.stderr, flush=True)
         entry["search"] = _bench_library(name, root, checkpoint, args.queries, args.bulk_queries,
-                                         not args.no_fpsim2, cache)
+                                         not args.no_fpsim2, cache, csv)
         entry["checkpoint"] = {"path": str(checkpoint), "sha256": file_sha256(checkpoint)}
         entry["n_jobs"] = args.n_jobs
         entry["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
