@@ -306,6 +306,25 @@ def fit_probe(
     return ProbeResult(metric, test_value, float(best_valid), float(param), bool(scaled))
 
 
+def effective_rank(X: np.ndarray, max_rows: int = 5000, seed: int = 0) -> float:
+    """Effective rank (exp of the entropy of the normalised singular values; Roy & Vetterli
+    2007) of the centred features ``X`` [n, d]: how many directions the representation uses.
+    A collapsed embedding scores near 1. At most ``max_rows`` rows (seeded sample) are used.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    X = X[np.isfinite(X).all(axis=1)]
+    if len(X) > max_rows:
+        X = X[np.random.default_rng(seed).choice(len(X), max_rows, replace=False)]
+    if len(X) < 2:
+        return float("nan")
+    s = np.linalg.svd(X - X.mean(axis=0), compute_uv=False)
+    if s.max() <= 0:
+        return 0.0  # constant features
+    s = s[s > 1e-12 * s.max()]
+    p = s / s.sum()
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
 def impute_failed(X: np.ndarray, ok: np.ndarray, train: np.ndarray) -> np.ndarray:
     """Replace the rows of molecules a method failed on by the mean of its ok training rows.
 
@@ -412,6 +431,7 @@ class EvaluationResult:
     seeds: list[int]
     notes: dict = field(default_factory=dict)
     task_info: dict = field(default_factory=dict)
+    effective_rank: dict = field(default_factory=dict)  # method -> task -> rank of features
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(r) for r in self.records])
@@ -441,6 +461,7 @@ class EvaluationResult:
             "tasks": self.task_info,
             "methods": self.methods,
             "notes": self.notes,
+            "effective_rank": self.effective_rank,
             "summary": [
                 {k: (None if isinstance(v, float) and math.isnan(v) else v)
                  for k, v in row.items()}
@@ -463,6 +484,7 @@ def evaluate(
     """
     seeds = list(seeds)
     records: list[Record] = []
+    ranks: dict[str, dict[str, float]] = {}
     task_info = {}
     splits = {}
     for name, data in tasks.items():
@@ -486,6 +508,7 @@ def evaluate(
             X = np.asarray(X)
             ok = np.asarray(ok, dtype=bool) & np.isfinite(X).all(axis=1)
             n_failed = int((~ok).sum())
+            ranks.setdefault(method_name, {})[name] = round(effective_rank(X[ok]), 2)
             if n_failed:
                 logger.warning("%s: %d of %d %s molecules failed; imputed with the train mean",
                                method_name, n_failed, len(ok), name)
@@ -498,7 +521,8 @@ def evaluate(
                 ))
                 logger.info("%s %s seed %d: %s %.4f", method_name, name, split.seed,
                             res.metric, res.test)
-    return EvaluationResult(records, list(methods), list(tasks), seeds, task_info=task_info)
+    return EvaluationResult(records, list(methods), list(tasks), seeds, task_info=task_info,
+                            effective_rank=ranks)
 
 
 # --------------------------------------------------------------------------- reporting
@@ -546,7 +570,9 @@ def comparisons(result: EvaluationResult, ours: str, others: Sequence[str]) -> l
                 continue
             higher = result.task_info.get(task, {}).get("higher_is_better", True)
             delta = a - b if higher else b - a
-            text = f"{task} {a:.3f} vs {b:.3f} (± {stds[(ours, task)]:.3f} / {stds[(other, task)]:.3f})"
+            title = result.task_info.get(task, {}).get("title", task)
+            text = (f"{title} {a:.3f} vs {b:.3f} "
+                    f"(± {stds[(ours, task)]:.3f} / {stds[(other, task)]:.3f})")
             (wins if delta > 0 else losses).append(text)
         verdict = "beats" if not losses else ("loses to" if not wins else "is mixed against")
         parts = []
@@ -751,6 +777,12 @@ def render_markdown(result: EvaluationResult) -> str:
         lines += ["Verdict (means over the splits; computed from the table):", ""]
         lines += [f"- {v}" for v in verdicts]
         lines.append("")
+    if result.effective_rank:
+        task = result.tasks[0]
+        title = result.task_info.get(task, {}).get("title", task)
+        ranks = [f"{m} {r[task]:.1f}" for m, r in result.effective_rank.items() if task in r]
+        lines += [f"Effective rank of each representation on the {title} molecules (how many "
+                  "directions it uses; higher is more diverse): " + "; ".join(ranks) + ".", ""]
     notes = result.notes
     if notes.get("ablations"):
         lines.append(

@@ -355,3 +355,12 @@ def test_random_init_checkpoint_same_architecture(tmp_path, tiny_checkpoints):
     key = next(k for k, v in a["state_dict"].items() if v.ndim == 2)
     assert not np.allclose(a["state_dict"][key].numpy(), b["state_dict"][key].numpy())
     load_checkpoint(out)  # rebuilds
+
+
+def test_effective_rank():
+    rng = np.random.default_rng(0)
+    full = rng.normal(size=(500, 8))
+    assert 7.0 < ev.effective_rank(full) <= 8.0
+    collapsed = np.outer(rng.normal(size=500), rng.normal(size=8))
+    assert ev.effective_rank(collapsed) == pytest.approx(1.0, abs=1e-6)
+    assert ev.effective_rank(np.ones((10, 4))) == 0.0
