@@ -95,6 +95,8 @@ INDEX = "index.faiss"
 CACHE = "cache"
 #: manifests keep this many failure records inline (all are in failures.parquet)
 MANIFEST_FAILURES = 1000
+#: substructure search with k ranks at most this many matches (the first, in library order)
+SUBSTRUCTURE_SCAN = 10_000
 #: ``verify="auto"`` hashes every file when the library is smaller than this
 AUTO_HASH_BYTES = 256 * 2**20
 
@@ -412,6 +414,7 @@ def _finish(
     ann.write_index(idx, folder / INDEX)
     log.info("index: %s", info)
     k = max(1, int(hyperedge_k))
+    log.info("computing the %d-NN hyperedges of %d molecules", k, n)
     t0 = time.perf_counter()
     rows, scores = ann.knn_graph(idx, vectors, k)
     rows.tofile(folder / "hyperedges.i32")
@@ -1066,7 +1069,8 @@ class Library:
             tanimoto      exact Morgan r=2 2048-bit Tanimoto over the whole library;
             substructure  molecules containing the pattern (pattern-fingerprint screen, then
                           RDKit matching), ranked by Tanimoto to the query when it is a
-                          molecule;
+                          molecule (with ``k`` given: among the first 10,000 matches in
+                          library order; ``k=None`` returns every match);
             exact         the same molecule after standardisation (canonical SMILES).
         ``k`` caps the hits (None = all, for substructure/exact/thresholded tanimoto);
         ``threshold`` keeps hits with score >= threshold.
@@ -1088,8 +1092,11 @@ class Library:
             raise InputError("embedding search needs k")
         if mode == "substructure":
             patt, is_smarts = S.parse_query(query, allow_smarts=True)
-            rows = S.substructure_rows(patt, self.pattern, self.metadata["smiles"].to_numpy(),
-                                       limit=None)
+            # with k given, rank the first SUBSTRUCTURE_SCAN matches (library order), so that
+            # a common pattern in a million molecules still answers in seconds
+            limit = None if k is None else max(int(k), SUBSTRUCTURE_SCAN)
+            rows = S.substructure_rows(patt, self.pattern, self._columns()["smiles"],
+                                       limit=limit)
             if is_smarts:
                 tani = np.full(len(rows), np.nan)
                 order = np.arange(len(rows))
