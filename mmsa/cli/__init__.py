@@ -18,7 +18,10 @@ _MODULES = ("data", "model", "evaluate", "index")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmsa", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="mmsa",
+        description="MMSA Explorer: data sets, pre-training, embedding, evaluation, libraries, search.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in _MODULES:
