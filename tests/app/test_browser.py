@@ -4,6 +4,7 @@ download browsers here). Screenshots go to tests/artifacts/ (git-ignored)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -109,6 +110,16 @@ def test_search_map_and_upload_in_chromium(server, tmp_path):
             assert cards.count() >= 5
             assert page.locator(".mmsa-card img.mmsa-pict").count() >= 5
             page.screenshot(path=str(ARTIFACTS / "search.png"), full_page=True)
+            if importlib.util.find_spec("streamlit_ketcher") is not None:
+                # the optional structure sketcher renders offline (its own bundled frontend)
+                page.get_by_text("Draw a structure").click()
+                frame = page.frame_locator("[data-testid=stExpander] iframe").first
+                expect(frame.locator(".Ketcher-root").first).to_be_visible()
+                page.screenshot(path=str(ARTIFACTS / "sketcher.png"), full_page=True)
+                # Apply sends Ketcher's SMILES of the drawn molecule back as the query
+                frame.get_by_role("button", name="Apply").click()
+                expect(box).not_to_have_value(rows[0]["smiles"])
+                expect(cards.first).to_contain_text(rows[0]["name"])
 
             # the map: a WebGL plotly scatter with the query star
             page.get_by_role("link", name="Map").click()
