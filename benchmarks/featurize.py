@@ -5,9 +5,11 @@
   wall clock including the pool start, no cache; plus each featurizer's single-process CPU
   rate (molecules per CPU-second on a subset), which does not depend on how busy the machine
   is, and the load average before and after, which says how busy it was;
-* reading: peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` in a child process that
-  only imports mmsa.chem and runs ``iter_library`` over all 1,936,962 MOSES rows, standardising
-  every one), with its wall time and the RSS after imports alone.
+* reading: peak RSS of a child process that only imports mmsa.chem and runs ``iter_library``
+  over all 1,936,962 MOSES rows, standardising every one: ``VmHWM`` of /proc/self/status (the
+  child's own high-water mark) and ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (on Linux this
+  also counts the parent's image the child was forked from, so it is an upper bound), each
+  right after the imports and at the end, with the wall time.
 
     nice -n 10 .venv/bin/python benchmarks/featurize.py [--n 10000] [--n-jobs 2] [--skip-rss]
 
@@ -67,6 +69,8 @@ def bench_featurizer(name: str, featurizer, smiles: list[str], n_jobs: int) -> d
     featurize_many(featurizer, subset, n_jobs=1)
     cpu = time.process_time() - c0
     return {
+        "date": _now(),
+        "commit": _git_commit(),
         "molecules": len(smiles),
         "n_jobs": n_jobs,
         "wall_s": round(wall, 3),
@@ -87,6 +91,7 @@ def _rss_child(path: str, chunk_size: int) -> None:
     from mmsa.chem.io import iter_library
 
     after_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    hwm_import = _vm_hwm_kb()
     t0 = time.perf_counter()
     records = failures = chunks = 0
     for chunk in iter_library(path, chunk_size=chunk_size):
@@ -95,11 +100,26 @@ def _rss_child(path: str, chunk_size: int) -> None:
         chunks += 1
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    hwm = _vm_hwm_kb()
     print(json.dumps({"records": records, "failures": failures, "chunks": chunks,
                       "chunk_size": chunk_size, "wall_s": round(wall, 1),
                       "rows_per_s": round((records + failures) / wall, 1),
-                      "rss_after_imports_mb": round(after_import / 1024, 1),
-                      "peak_rss_mb": round(peak / 1024, 1)}))
+                      "peak_rss_mb": round(hwm / 1024, 1),
+                      "rss_after_imports_mb": round(hwm_import / 1024, 1),
+                      "ru_maxrss_mb": round(peak / 1024, 1),
+                      "ru_maxrss_after_imports_mb": round(after_import / 1024, 1)}))
+
+
+def _vm_hwm_kb() -> int:
+    """This process's peak resident set (VmHWM, KiB); ru_maxrss where /proc is missing."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def bench_rss(path: Path, chunk_size: int) -> dict:
@@ -110,9 +130,15 @@ def bench_rss(path: Path, chunk_size: int) -> dict:
         raise RuntimeError(f"RSS child failed ({proc.returncode}): {proc.stderr[-2000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["target_peak_rss_mb"] = RSS_TARGET_MB
-    out["meets_target"] = out["peak_rss_mb"] < RSS_TARGET_MB
+    out["meets_target"] = max(out["peak_rss_mb"], out["ru_maxrss_mb"]) < RSS_TARGET_MB
+    out["date"] = _now()
+    out["commit"] = _git_commit()
     out["file"] = path.name
     return out
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _git_commit() -> str:
@@ -130,6 +156,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", choices=sorted(TARGETS), default=None,
                         help="featurizers to run (default all)")
     parser.add_argument("--skip-rss", action="store_true", help="skip reading all of MOSES")
+    parser.add_argument("--skip-featurize", action="store_true",
+                        help="only measure reading (featurisation figures kept from the file)")
     parser.add_argument("--chunk-size", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
@@ -142,18 +170,18 @@ def main(argv=None) -> int:
     import pandas
     import rdkit
 
-    path, smiles = _moses_smiles(args.n)
+    path, smiles = _moses_smiles(0 if args.skip_featurize else args.n)
     report = {
         "benchmark": "featurize",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "date": _now(),
         "commit": _git_commit(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "rdkit": rdkit.__version__,
                     "numpy": numpy.__version__, "pandas": pandas.__version__},
-        "data": f"first {len(smiles)} rows of MOSES ({path.name})",
+        "data": f"first {args.n} rows of MOSES ({path.name})",
         "featurize": {},
     }
-    names = args.only or list(TARGETS)
+    names = [] if args.skip_featurize else (args.only or list(TARGETS))
     featurizers = _featurizers()
     for name in names:
         print(f"{name}: featurising {len(smiles)} molecules with n_jobs={args.n_jobs} ...",
@@ -168,11 +196,11 @@ def main(argv=None) -> int:
         print(f"reading all of {path.name} with iter_library in a child process ...", flush=True)
         rss = bench_rss(path, args.chunk_size)
         report["read_moses"] = rss
-        print(f"  peak RSS {rss['peak_rss_mb']:.0f} MB (target < {RSS_TARGET_MB:.0f}, "
-              f"{'met' if rss['meets_target'] else 'NOT met'}); {rss['records']} records, "
-              f"{rss['failures']} failures in {rss['wall_s']:.0f} s "
-              f"({rss['rows_per_s']:.0f} rows/s); RSS after imports "
-              f"{rss['rss_after_imports_mb']:.0f} MB", flush=True)
+        print(f"  peak RSS {rss['peak_rss_mb']:.0f} MB (VmHWM; {rss['rss_after_imports_mb']:.0f}"
+              f" MB after imports; getrusage ru_maxrss {rss['ru_maxrss_mb']:.0f} MB) "
+              f"(target < {RSS_TARGET_MB:.0f}, {'met' if rss['meets_target'] else 'NOT met'}); "
+              f"{rss['records']} records, {rss['failures']} failures in {rss['wall_s']:.0f} s "
+              f"({rss['rows_per_s']:.0f} rows/s)", flush=True)
 
     if args.out.exists():  # keep figures of parts not rerun this time
         try:
