@@ -416,7 +416,7 @@ def _finish(
     k = max(1, int(hyperedge_k))
     log.info("computing the %d-NN hyperedges of %d molecules", k, n)
     t0 = time.perf_counter()
-    rows, scores = ann.knn_graph(idx, vectors, k)
+    rows, scores = ann.knn_graph(ann.to_gpu_if_available(idx), vectors, k)
     rows.tofile(folder / "hyperedges.i32")
     scores.tofile(folder / "hyperedge_scores.f32")
     del idx, vectors
@@ -498,6 +498,9 @@ def _run_into(
         try:
             manifest = make_tmp(tmp)
             enc, spec = _encoder_spec(encoder)
+            if n_jobs > 1 and str(getattr(enc, "device", "cpu")).startswith("cuda"):
+                log.info("embedding on %s in this process (n_jobs=%d ignored)", enc.device, n_jobs)
+                n_jobs = 1
             ck = manifest.get("checkpoint")
             if ck and ck.get("sha256") != enc.checkpoint_hash:
                 raise LibraryError(
