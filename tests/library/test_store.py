@@ -294,3 +294,19 @@ def test_ensure_default_builds(tmp_path, monkeypatch, molecules_csv, tiny_checkp
                                   progress=lambda d, t: seen.append((d, t)))
     assert name == "approved-drugs" and seen and seen[-1][0] == 20
     assert len(open_library(name, root=tmp_path / "idx")) == 20
+
+
+@pytest.mark.slow
+def test_parallel_build_equals_serial(built, tmp_path, tiny_csv, tiny_checkpoint):
+    """n_jobs=2 runs embed_chunk in spawned workers: same library, same order."""
+    root, _ = built
+    rep = build_library(tiny_csv, "par", root=tmp_path / "idx", encoder=tiny_checkpoint,
+                        hyperedge_k=4, chunk_size=16, n_jobs=2)
+    assert rep.n_ok == 70 and sorted(f.row for f in rep.failures) == sorted(BAD_ROWS)
+    a = open_library("tiny", root=root)
+    b = open_library("par", root=tmp_path / "idx")
+    np.testing.assert_allclose(np.asarray(a.vectors), np.asarray(b.vectors), atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(a.morgan), np.asarray(b.morgan))
+    np.testing.assert_array_equal(np.asarray(a.pattern), np.asarray(b.pattern))
+    np.testing.assert_array_equal(np.asarray(a.slot_topk[0]), np.asarray(b.slot_topk[0]))
+    assert a.metadata.equals(b.metadata)
