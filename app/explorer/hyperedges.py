@@ -9,6 +9,7 @@ import streamlit as st
 from explorer import common
 from mmsa.types import InputError, MMSAError
 from mmsa.viz.grid import Card, grid_html
+from mmsa.viz.motif import motif_smiles
 
 TOP = 20
 ONE, COHERENT = "This molecule's hyperedge", "Most coherent hyperedges"
@@ -86,7 +87,7 @@ def coherent_with_motifs(lib, top: int = TOP, progress=None) -> pd.DataFrame:
         if progress:
             progress(j + 1, len(table))
     table["motif atoms"] = atoms
-    table["motif"] = smarts
+    table["motif"] = [motif_smiles(x) for x in smarts]
     return table.sort_values(["motif atoms", "coherence"], ascending=False,
                              kind="stable").reset_index(drop=True)
 
@@ -112,8 +113,7 @@ def show_hyperedge(lib, row: int) -> None:
     st.subheader(f"Hyperedge of {centre['id']}")
     if smarts:
         st.markdown(f"{len(frame)} members share a motif of **{motif_size(motif) or '?'} atoms** "
-                    "(highlighted):")
-        st.code(smarts, language=None)
+                    f"(highlighted): `{motif_smiles(smarts)}`", help=f"SMARTS: {smarts}")
     else:
         st.markdown(f"{len(frame)} members; they share no common motif beyond single atoms.")
     st.html(grid_html(member_cards(frame, smarts), columns=5))

@@ -15,6 +15,7 @@ from explorer import common
 from mmsa.types import MMSAError
 from mmsa.viz.figures import distribution_figure, map_figure, slot_weights_figure
 from mmsa.viz.grid import Card, grid_html
+from mmsa.viz.motif import motif_smiles
 
 N_PROTOTYPES = 3
 MEMBER_GRID = 12
@@ -113,8 +114,8 @@ def render() -> None:
     smarts = slot_motif(key, int(slot), tuple(meta["smiles"].iloc[rows[:MOTIF_MEMBERS]]))
     st.subheader(f"Slot {slot}: {len(rows):,} members")
     if smarts:
-        st.markdown("Common motif of its top members (highlighted):")
-        st.code(smarts, language=None)
+        st.markdown(f"Common motif of its top {MOTIF_MEMBERS} members (highlighted): "
+                    f"`{motif_smiles(smarts)}`", help=f"SMARTS: {smarts}")
     cards = [Card(svg=common.depict_svg(r.smiles, highlight=smarts), title=str(r.id),
                   fields={"weight": float(wi)})
              for r, wi in zip(top.itertuples(index=False), w[:MEMBER_GRID])]

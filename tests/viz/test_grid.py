@@ -48,3 +48,15 @@ def test_grid_from_frame_keeps_row_order_and_columns():
     assert "repeat(3," in html
     assert "&lt;y&gt;" in html and "<y>" not in html
     assert html.count('class="mmsa-card"') == 2
+
+
+def test_motif_smiles_reads_mcs_smarts():
+    from mmsa.chem.motifs import mcs
+    from mmsa.viz.motif import motif_smiles
+
+    smarts = "[#6]1:&@[#6]:&@[#6]:&@[#6](:&@[#6]:&@[#6]:&@1)-&!@[#7&!R]-&!@[#6&!R](=&!@[#8&!R])-&!@[#6&!R]"
+    assert motif_smiles(smarts) == "CC(=O)Nc1ccccc1"
+    assert motif_smiles("") == ""
+    assert motif_smiles("not a smarts[[") == "not a smarts[["
+    res = mcs(["CC(=O)Nc1ccc(O)cc1", "CC(=O)Nc1ccc(OC)cc1"])
+    assert motif_smiles(res.smarts) == "CC(=O)Nc1ccc(O)cc1"
