@@ -552,6 +552,7 @@ def _run_into(
             manifest["failures"] = inline[:MANIFEST_FAILURES]
             manifest["columns"] = [c for c in meta.columns
                                    if c not in ("row", "id", "input_smiles", "smiles")]
+            del meta, existing  # not needed while the index is built
             manifest.setdefault("sources", []).append(_source_entry(
                 source, smiles_col, id_col, n_ok, len(failures), rows_read,
                 time.perf_counter() - ts))
