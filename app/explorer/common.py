@@ -147,7 +147,8 @@ def sidebar() -> None:
         if st.session_state.get(PICKER_KEY) not in names:
             st.session_state[PICKER_KEY] = st.session_state[LIBRARY_KEY]
         st.selectbox("Library", names, key=PICKER_KEY, on_change=picked,
-                     format_func=lambda n: f"{n} ({counts[n]:,} molecules)")
+                     format_func=lambda n: f"{n} \u00b7 {counts[n]:,}",
+                     help="The library every page works on (name \u00b7 molecules)")
 
 
 # ---------------------------------------------------------------- depictions

@@ -53,10 +53,9 @@ def hit_cards(hits: pd.DataFrame, query: str, mode: str, limit: int = GRID_LIMIT
         row = hit._asdict() if hasattr(hit, "_asdict") else dict(zip(hits.columns, hit))
         svg = common.depict_svg(row["smiles"], query=query, substructure=(mode == "substructure"))
         fields = {}
-        if "cosine" in row and pd.notna(row["cosine"]):
-            fields["cosine"] = row["cosine"]
-        if "tanimoto" in row and pd.notna(row["tanimoto"]):
-            fields["tanimoto"] = row["tanimoto"]
+        for score in ("cosine", "tanimoto"):
+            if score in row and pd.notna(row[score]):
+                fields[score] = f"{row[score]:.3f}"
         for c in props[:6]:
             fields[c] = row[c]
         cards.append(Card(svg=svg, title=str(row["id"]), subtitle=f"#{row['rank']}", fields=fields))

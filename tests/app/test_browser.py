@@ -148,7 +148,7 @@ def test_search_map_and_upload_in_chromium(server, tmp_path):
             expect(page.locator("td", has_text="invalid SMILES")).to_be_attached()
             # persisted and selected: the sidebar picker now shows the new library
             picker = page.get_by_test_id("stSidebar").get_by_role("combobox", name="Library")
-            expect(picker).to_have_value("uploaded (12 molecules)")
+            expect(picker).to_have_value("uploaded \u00b7 12")
             page.screenshot(path=str(ARTIFACTS / "libraries.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
