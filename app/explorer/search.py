@@ -102,9 +102,10 @@ def render() -> None:
                 st.session_state[DRAWN_KEY] = sketched.strip()
                 st.rerun()
     if mode == "embedding" and not can_embed:
-        st.warning("This library was built with another model checkpoint than the one loaded, "
-                   "so queries cannot be embedded: use tanimoto, substructure or exact search, "
-                   "or rebuild the library.")
+        why = ("the MMSA model could not be loaded" if encoder is None else
+               "this library was built with another model checkpoint than the one loaded")
+        st.warning(f"Embedding search is unavailable: {why}. Use tanimoto, substructure or "
+                   "exact search, or rebuild the library with the loaded model.")
         return
     if not query.strip():
         st.info(f"Type a SMILES and press Enter, e.g. `{EXAMPLE}` (nicotine).")

@@ -256,3 +256,20 @@ def test_bad_uploads_get_a_message_and_store_nothing(app, app_env, monkeypatch,
     assert errs and message in errs[0], errs
     assert {i.name for i in list_libraries(root)} == {name}
     assert not [p for p in root.iterdir() if p.name.startswith(".") and "tmp" in p.name]
+
+
+def test_other_checkpoint_disables_embedding_search_only(app, app_env, tmp_path, monkeypatch):
+    import torch
+
+    from mmsa.model import MMSA, MMSAConfig, save_checkpoint
+
+    root, name, rows = app_env
+    torch.manual_seed(1)
+    other = save_checkpoint(MMSA(MMSAConfig.tiny()), tmp_path / "other.pt")
+    monkeypatch.setenv("MMSA_CHECKPOINT", str(other))
+    at = goto(app, "search")
+    search(at, rows[1]["smiles"], "embedding")
+    assert any("another model checkpoint" in w.value for w in at.warning)
+    assert not at.html
+    search(at, rows[1]["smiles"], "tanimoto", k=3)
+    assert f">{rows[1]['name']}<" in html_of(at)  # fingerprint search still works
