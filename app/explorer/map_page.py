@@ -18,6 +18,60 @@ N_CLUSTERS = 12
 HOVER_PROPS = 2           # property values shown in each point's hover label
 HTML_PICTURE_LIMIT = 3_000  # the HTML export embeds structure pictures up to this size
 SELECTION_GRID = 24
+HOVER_COMPONENT = "mmsa_map_hover"
+
+# A bridge without UI: it listens to plotly's hover events on the map chart (found by its
+# Streamlit key class) and sends the hovered point's library row (its customdata) back as
+# component state, debounced; the fragment around it then draws that molecule.
+_HOVER_JS = """
+export default function(component) {
+  const { data, setStateValue } = component;
+  const target = (data && data.target) || "map_chart";
+  let timer = null;
+  let last = null;
+  function attach() {
+    const gd = document.querySelector(`.st-key-${target} .js-plotly-plot`) ||
+               document.querySelector(".js-plotly-plot");
+    if (!gd || typeof gd.on !== "function" || gd.__mmsaHover) return;
+    gd.__mmsaHover = true;
+    gd.on("plotly_hover", (ev) => {
+      const p = ev && ev.points && ev.points[0];
+      if (!p || p.customdata === undefined || p.customdata === null) return;
+      const row = Array.isArray(p.customdata) ? p.customdata[0] : p.customdata;
+      if (row === last) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => { last = row; setStateValue("row", row); }, 120);
+    });
+  }
+  attach();
+  const poll = setInterval(attach, 400);
+  return () => { clearInterval(poll); clearTimeout(timer); };
+}
+"""
+
+
+# registered once per process; the mount function re-registers it on a new runtime if needed
+_hover_bridge = st.components.v2.component(HOVER_COMPONENT, js=_HOVER_JS)
+
+
+@st.fragment
+def hover_panel(lib, colour_name: str, colour) -> None:
+    """The molecule under the mouse on the map (only this fragment re-runs on hover)."""
+    state = _hover_bridge(key="map_hover", data={"target": "map_chart"},
+                          on_row_change=lambda: None, height=0)
+    row = getattr(state, "row", None) if state is not None else None
+    if row is None or not 0 <= int(row) < len(lib):
+        st.caption("Hover over a point to see its structure here.")
+        return
+    row = int(row)
+    meta = lib.metadata
+    fields = {"row": row}
+    if colour is not None and colour_name != NONE:
+        fields[colour_name] = colour[row]
+    card = Card(svg=common.depict_svg(str(meta["smiles"].iloc[row]), width=240, height=190),
+                title=str(meta["id"].iloc[row]), subtitle=str(meta["smiles"].iloc[row]),
+                fields=fields)
+    st.html(grid_html([card], columns=1))
 
 
 def colour_options(metadata: pd.DataFrame) -> list[str]:
@@ -148,12 +202,17 @@ def render() -> None:
     c2.markdown(f"**{len(lib):,}** molecules."
                 + (f" The star is your last query `{query}`." if qxy is not None else
                    " Search on the **Search** page to see your query on the map.")
-                + " Drag a box or lasso to select molecules; click a point to see it.")
+                + " Hover over a point to see its structure; drag a box or lasso (or click) "
+                "to select molecules.")
 
     fig = map_figure(coords, color=colour, color_name=option, hover=hover, query_xy=qxy,
                      query_label=f"query: {query}" if query else "query")
-    event = st.plotly_chart(fig, key="map_chart", on_select="rerun",
-                            selection_mode=("points", "box", "lasso"), width="stretch")
+    left, right = st.columns([5, 1])
+    with left:
+        event = st.plotly_chart(fig, key="map_chart", on_select="rerun",
+                                selection_mode=("points", "box", "lasso"), width="stretch")
+    with right:
+        hover_panel(lib, option, colour)
     rows = selected_rows(event)
     if rows:
         sel = selection_frame(lib, rows)

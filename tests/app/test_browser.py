@@ -128,6 +128,26 @@ def test_search_map_and_upload_in_chromium(server, tmp_path):
             expect(plot.first).to_be_visible()
             expect(page.locator(".js-plotly-plot .gl-container canvas, .js-plotly-plot canvas").first).to_be_attached()
             expect(page.get_by_text("The star is your last query")).to_be_visible()
+            # hovering a point shows its structure beside the map (a real mouse hover over
+            # the pixel where plotly drew library row 5)
+            expect(page.get_by_text("Hover over a point to see its structure")).to_be_visible()
+            page.wait_for_timeout(1000)  # let the hover bridge attach to the chart
+            xy = page.evaluate("""() => {
+                const gd = document.querySelector('.st-key-map_chart .js-plotly-plot');
+                const L = gd._fullLayout;
+                for (const tr of gd._fullData) {
+                    const i = (tr.customdata || []).indexOf(5);
+                    if (i >= 0 && tr.type === 'scattergl') {
+                        const r = gd.getBoundingClientRect();
+                        return [r.left + L._size.l + L.xaxis.d2p(tr.x[i]),
+                                r.top + L._size.t + L.yaxis.d2p(tr.y[i])];
+                    }
+                }
+                return null; }""")
+            assert xy is not None
+            page.mouse.move(xy[0] + 40, xy[1] + 40)
+            page.mouse.move(xy[0], xy[1], steps=5)
+            expect(page.locator(".mmsa-card").filter(has_text=rows[5]["name"])).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "map.png"), full_page=True)
 
             # upload a small CSV and build a library from it
