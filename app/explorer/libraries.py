@@ -174,8 +174,9 @@ def _build_default(encoder) -> None:
 def upload_section(encoder) -> None:
     st.subheader("Add a library from a file")
     limit_mb = max_upload_bytes() / 2**20
+    # a new key after each successful build empties the uploader
     up = st.file_uploader(f"A .smi, .csv, .tsv, .sdf or .sdf.gz file (up to {limit_mb:.0f} MB)",
-                          key="upload_file")
+                          key=f"upload_file_{st.session_state.get('uploads_built', 0)}")
     if up is None:
         return
     data = up.getvalue()
@@ -210,6 +211,7 @@ def upload_section(encoder) -> None:
         bar.done()
         common.forget_library(report.name)
         common.select_library(report.name)
+        st.session_state["uploads_built"] = st.session_state.get("uploads_built", 0) + 1
         st.session_state["last_build"] = {
             "message": f"Built library **{report.name}**: {report.n_ok:,} molecules added, "
                        f"{report.n_failed:,} rows failed ({report.seconds:.1f} s).",

@@ -212,7 +212,7 @@ def test_libraries_page_lists_uploads_builds_and_deletes(app, app_env):
     table = at.dataframe[0].value
     assert table["name"].tolist() == [name] and table["molecules"].tolist() == [len(rows)]
     data = _csv(rows[:10]) + b"not_a_smiles,broken,1\n"
-    at.file_uploader(key="upload_file").set_value(("my mols.csv", data, "text/csv")).run()
+    at.file_uploader[0].set_value(("my mols.csv", data, "text/csv")).run()
     no_exception(at)
     assert at.selectbox(key="upload_smiles_col").value == "smiles"
     assert at.selectbox(key="upload_id_col").value == "name"
@@ -225,6 +225,7 @@ def test_libraries_page_lists_uploads_builds_and_deletes(app, app_env):
     assert failed["input"].tolist() == ["not_a_smiles"] and failed["row"].tolist() == [10]
     assert {i.name for i in list_libraries(root)} == {name, "my_mols"}
     assert at.sidebar.selectbox(key="library_picker").value == "my_mols"  # selectable, and selected
+    assert at.file_uploader[0].key == "upload_file_1"  # the uploader was emptied
     # delete it, with confirmation
     at.selectbox(key="delete_name").set_value("my_mols").run()
     assert at.button(key="delete_button").disabled
@@ -247,7 +248,7 @@ def test_bad_uploads_get_a_message_and_store_nothing(app, app_env, monkeypatch,
     if env:
         monkeypatch.setenv("MMSA_MAX_UPLOAD_MB", env)
     at = goto(app, "libraries")
-    at.file_uploader(key="upload_file").set_value((filename, data, "text/plain")).run()
+    at.file_uploader[0].set_value((filename, data, "text/plain")).run()
     no_exception(at)
     if any(b.key == "upload_build" for b in at.button):
         at.button(key="upload_build").click().run()
