@@ -668,6 +668,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+_ARCH_KEYS = ("dim", "feature_dim", "graph_hidden", "graph_layers", "num_slots")
+
+
+def _architecture(path: Path) -> dict:
+    """The main widths of a checkpoint (read with weights_only=True), for the notes."""
+    from mmsa.model import read_checkpoint
+
+    hp = read_checkpoint(path).get("hyper_parameters", {})
+    return {k: hp[k] for k in _ARCH_KEYS if k in hp}
+
+
 def run_evaluation(
     checkpoint: str | Path | None = None,
     *,
@@ -702,7 +713,8 @@ def run_evaluation(
         raise InputError(f"unknown task(s) {sorted(unknown)}; valid: {', '.join(TASKS)}")
     loaded = {name: load_task(name, data_paths.get(name)) for name in tasks}
 
-    notes: dict = {"checkpoint": str(checkpoint), "checkpoint_sha256": _sha256(checkpoint)}
+    notes: dict = {"checkpoint": str(checkpoint), "checkpoint_sha256": _sha256(checkpoint),
+                   "architecture": _architecture(checkpoint)}
     tmp = tempfile.TemporaryDirectory(prefix="mmsa-eval-", dir=work_dir)
     try:
         random_ckpt = random_init_checkpoint(
@@ -726,6 +738,7 @@ def run_evaluation(
                 meta_path = path.with_suffix(".json")
                 meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
                 meta["sha256"] = _sha256(path)
+                meta["architecture"] = _architecture(path)
                 notes["ablations"][stem] = meta
             if notes["ablations_missing"]:
                 logger.warning("ablation checkpoints missing under %s: %s",
@@ -795,6 +808,16 @@ def render_markdown(result: EvaluationResult) -> str:
                     if k in meta]
             lines.append(f"- `{stem}`: {ABLATIONS[stem][0]}; " + ", ".join(bits))
         lines.append("")
+        arch = notes.get("architecture", {})
+        others = {json.dumps(m.get("architecture", {}), sort_keys=True)
+                  for m in notes["ablations"].values()}
+        if arch and others != {json.dumps(arch, sort_keys=True)}:
+            fmt = ", ".join(f"{k}={v}" for k, v in arch.items())
+            abl = "; ".join(", ".join(f"{k}={v}" for k, v in json.loads(o).items())
+                            for o in sorted(others))
+            lines += [f"Widths differ: the evaluated checkpoint has {fmt}; the equal-budget "
+                      f"runs have {abl}. Compare the ablations with their control, not with "
+                      "the shipped model.", ""]
     if notes.get("ablations_missing"):
         lines.append("Ablation checkpoints missing from this run: "
                      + ", ".join(notes["ablations_missing"]) + ".")
