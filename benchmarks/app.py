@@ -170,8 +170,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"),
                    help="markdown file whose 'App' section is rewritten ('' to skip)")
+    p.add_argument("--note", default="", help="a sentence for the docs (e.g. which model)")
+    p.add_argument("--doc-only", action="store_true",
+                   help="rewrite the docs section from the JSON of an earlier run")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.doc_only:
+        from mmsa.evaluate import update_markdown_section
+
+        result = json.loads(Path(args.out).read_text())
+        if args.note:
+            result["note"] = args.note
+            Path(args.out).write_text(json.dumps(result, indent=1))
+        update_markdown_section(args.doc, "App", doc_section(result))
+        print(f"updated the App section of {args.doc}")
+        return 0
 
     from mmsa.paths import DEFAULT_CHECKPOINT, cache_dir
 
@@ -211,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "loadavg_at_end": [round(x, 2) for x in load]},
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "note": args.note,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -265,7 +279,7 @@ a new library molecule as query each time (medians of the repeats); first search
 
 The map is fitted on a seeded 15,000-molecule sample and the rest placed from their nearest
 sample molecules (docs/architecture.md, "mmsa.library.maps"). Raw figures:
-benchmarks/results/app.json."""
+benchmarks/results/app.json.{(" " + r["note"]) if r.get("note") else ""}"""
 
 
 if __name__ == "__main__":
