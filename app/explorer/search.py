@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -34,9 +35,28 @@ def run_search(lib, query: str, mode: str = "embedding", k: int | None = 12,
     return lib.search(query, k=k, mode=mode, threshold=threshold)
 
 
+def add_cosine(lib, hits: pd.DataFrame, query: str) -> pd.DataFrame:
+    """Fill the embedding cosine of fingerprint/substructure/exact hits (the store leaves it NaN
+    outside embedding mode), so both similarities show whatever the mode. Needs the library's
+    encoder; a query that is not a molecule (a SMARTS pattern) keeps NaN."""
+    from mmsa.chem.standardize import standardize_smiles
+
+    if hits.empty or "cosine" not in hits or hits["cosine"].notna().all():
+        return hits
+    try:
+        vec = lib.embed_query(standardize_smiles(query))
+    except MMSAError:
+        return hits
+    out = hits.copy()
+    rows = out["row"].to_numpy(dtype=np.int64)
+    out["cosine"] = np.asarray(lib.vectors[rows], dtype=np.float32) @ vec
+    return out
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
-def _cached_search(key, query, mode, k, threshold, _lib):
-    return run_search(_lib, query, mode, k, threshold)
+def _cached_search(key, query, mode, k, threshold, can_embed, _lib):
+    hits = run_search(_lib, query, mode, k, threshold)
+    return add_cosine(_lib, hits, query) if can_embed and mode != "embedding" else hits
 
 
 def property_columns(hits: pd.DataFrame) -> list[str]:
@@ -112,7 +132,7 @@ def render() -> None:
         return
     try:
         hits = _cached_search(common.library_key(lib), query.strip(), mode, int(k),
-                              float(threshold) or None, _lib=lib)
+                              float(threshold) or None, can_embed, _lib=lib)
     except MMSAError as exc:
         st.error(f"Search failed: {exc}")
         return

@@ -72,6 +72,15 @@ def test_search_exact_and_substructure_modes(app, app_env):
     search(at, rows[1]["smiles"], "exact")
     page = html_of(at)
     assert page.count('class="mmsa-card"') == 1 and f">{rows[1]['name']}<" in page
+    # fingerprint hits also get their embedding cosine to the query (both scores shown)
+    search(at, rows[1]["smiles"], "tanimoto", k=3)
+    lib = open_library(name, root=root, encoder=os.environ["MMSA_CHECKPOINT"])
+    top = lib.search(rows[1]["smiles"], k=3, mode="tanimoto")
+    cos = lib.search(rows[1]["smiles"], k=len(lib), mode="embedding").set_index("row")["cosine"]
+    want = [f"{cos[r]:.3f}" for r in top["row"]]
+    page = html_of(at)
+    got = [c.split("cosine</td><td>")[1].split("<")[0] for c in page.split('class="mmsa-card"')[1:]]
+    assert got == want
     search(at, "c1ccccc1", "substructure", k=100)
     lib = open_library(name, root=root)
     want = lib.search("c1ccccc1", k=100, mode="substructure")
