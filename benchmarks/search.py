@@ -288,6 +288,29 @@ def _table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown(results: dict) -> str:
+    """The results as the markdown table quoted in docs/benchmarks.md."""
+    head = ("| MOSES molecules | index (recall@10) | build s | mol/s | build CPU ms/mol | "
+            "peak RSS GB | embedding p50 / p99 ms (end to end) | FAISS p50 / p99 ms | "
+            "numpy Tanimoto p50 ms | RDKit Bulk p50 ms | FPSim2 p50 ms | Bulk / end to end |")
+    lines = [head, "|" + "---|" * 12]
+    for r in results.values():
+        if not isinstance(r, dict) or "search" not in r or "build" not in r:
+            continue
+        b, s = r["build"], r["search"]
+        e, f = s["embedding_search_end_to_end"], s["embedding_search_faiss_only"]
+        lines.append(
+            f"| {s['molecules']:,} | {s['index']['type']} ({s['recall_at_10']:.3f}) | "
+            f"{b['build_seconds']:,.0f} | {b['mol_per_s']:,.0f} | {b.get('cpu_ms_per_mol', '-')} | "
+            f"{b['peak_rss_gb_tree']:.2f} | {e['p50_ms']:.1f} / {e['p99_ms']:.1f} | "
+            f"{f['p50_ms']:.2f} / {f['p99_ms']:.2f} | {s['tanimoto_numpy_exact']['p50_ms']:.1f} | "
+            f"{s['rdkit_bulk_tanimoto']['p50_ms']:.1f} | "
+            f"{s.get('fpsim2_top_k', {}).get('p50_ms', float('nan')):.1f} | "
+            f"{s['speedup_vs_bulk_tanimoto_end_to_end']:.1f}x |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", nargs="+", default=["10000", "100000"],
@@ -304,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prepare-fpsim2", action="store_true",
                    help="only build (and cache) the FPSim2 databases of the sizes")
     p.add_argument("--out", default=str(OUT))
+    p.add_argument("--markdown", action="store_true",
+                   help="only print the results file as the markdown table of docs/benchmarks.md")
     # child mode
     p.add_argument("--child-build", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--csv", help=argparse.SUPPRESS)
@@ -312,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.child_build:
         return _child_build(args)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.out).read_text())))
+        return 0
 
     from mmsa.data import fetch
     from mmsa.paths import DEFAULT_CHECKPOINT, cache_dir
