@@ -283,3 +283,15 @@ def test_other_checkpoint_disables_embedding_search_only(app, app_env, tmp_path,
     assert not at.html
     search(at, rows[1]["smiles"], "tanimoto", k=3)
     assert f">{rows[1]['name']}<" in html_of(at)  # fingerprint search still works
+
+
+def test_a_search_hit_opens_its_hyperedge(app, app_env):
+    root, name, rows = app_env
+    at = goto(app, "search")
+    search(at, rows[2]["smiles"], "exact")
+    at.button(key="search_to_hyperedge").click().run()
+    no_exception(at)
+    assert at.title[0].value == "Hyperedges"
+    page = html_of(at)
+    assert f"Hyperedge of {rows[2]['name']}" in [h.value for h in at.subheader]
+    assert f">{rows[2]['name']}<" in page
