@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from explorer.libraries import (
     check_upload,
     default_name,
@@ -16,6 +15,7 @@ from explorer.libraries import (
     upload_columns,
 )
 from explorer.map_page import colour_options, selected_rows
+
 from mmsa.types import InputError
 
 
