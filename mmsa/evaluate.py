@@ -265,9 +265,13 @@ def fit_probe(
     if classification and len(np.unique(y[tr])) < 2:
         raise ValueError("the training split holds a single class")
 
+    # Newton steps converge in a handful of iterations on dense embeddings (lbfgs needs
+    # hundreds on standardised ones); for wide fingerprints the d x d Hessian is too costly.
+    solver = "newton-cholesky" if X.shape[1] <= 1024 else "lbfgs"
+
     def make(param: float):
         if classification:
-            return LogisticRegression(C=param, max_iter=2000, random_state=seed)
+            return LogisticRegression(C=param, solver=solver, max_iter=2000, random_state=seed)
         return Ridge(alpha=param)
 
     def predict(model, Xs):
