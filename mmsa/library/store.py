@@ -843,16 +843,37 @@ def ensure_default_library(
     root: str | os.PathLike | None = None, progress: Progress | None = None, encoder=None
 ) -> str | None:
     """Build the default library "approved-drugs" (mmsa.data "approved-drugs") if the root
-    holds no library. Returns the name built, or None if a library already existed."""
+    holds no library, or rebuild it if it was built with another checkpoint than ``encoder``
+    (default: ``$MMSA_CHECKPOINT`` or the shipped one), so that `make app` never serves a
+    library its model cannot search. Returns the name built, or None if nothing was done."""
     base = indexes_dir(root)
-    if any(info.ok for info in list_libraries(base)):
+    infos = [i for i in list_libraries(base) if i.ok]
+    default = next((i for i in infos if i.name == DEFAULT_LIBRARY), None)
+    if infos and default is None:
         return None
+    if default is not None:
+        current = _checkpoint_sha256(encoder)
+        if current is None or current == default.checkpoint_sha256:
+            return None
+        log.info("the default library was built with checkpoint %s…, the model is %s…: "
+                 "rebuilding it", default.checkpoint_sha256[:12], current[:12])
     from mmsa.data import fetch
 
     csv = fetch(DEFAULT_LIBRARY)
     build_library(csv, DEFAULT_LIBRARY, root=base, encoder=encoder, progress=progress,
                   overwrite=True)
     return DEFAULT_LIBRARY
+
+
+def _checkpoint_sha256(encoder) -> str | None:
+    """sha256 of the checkpoint ``encoder`` stands for, without loading a model (None if the
+    file is missing: the build will say so)."""
+    if encoder is not None and not isinstance(encoder, (str, os.PathLike)):
+        return str(encoder.checkpoint_hash)
+    from mmsa.paths import DEFAULT_CHECKPOINT
+
+    path = Path(encoder or os.environ.get("MMSA_CHECKPOINT") or DEFAULT_CHECKPOINT)
+    return _sha256(path) if path.is_file() else None
 
 
 # ---------------------------------------------------------------------------- the library

@@ -281,6 +281,18 @@ def test_ensure_default_skips_when_a_library_exists(lib_copy, monkeypatch):
     assert ensure_default_library(root=root) is None
 
 
+def test_ensure_default_rebuilds_for_another_checkpoint(tmp_path, monkeypatch, tiny_csv,
+                                                      tiny_checkpoint, other_checkpoint):
+    from mmsa.library import ensure_default_library
+
+    root = tmp_path / "idx"
+    build_library(tiny_csv, "approved-drugs", root=root, encoder=tiny_checkpoint)
+    monkeypatch.setattr("mmsa.data.fetch", lambda name, **k: tiny_csv)
+    assert ensure_default_library(root=root, encoder=tiny_checkpoint) is None  # up to date
+    assert ensure_default_library(root=root, encoder=other_checkpoint) == "approved-drugs"
+    open_library("approved-drugs", root=root, encoder=other_checkpoint)  # matches now
+
+
 def test_ensure_default_builds(tmp_path, monkeypatch, molecules_csv, tiny_checkpoint):
     from mmsa.library import ensure_default_library
 
