@@ -588,10 +588,12 @@ def comparisons(result: EvaluationResult, ours: str, others: Sequence[str]) -> l
     return out
 
 
-def update_markdown_section(path: str | Path, title: str, body: str) -> Path:
-    """Replace (or append) the ``## title`` section of a markdown file, leaving the rest alone.
+def update_markdown_section(path: str | Path, title: str, body: str,
+                            before: str | None = None) -> Path:
+    """Replace (or add) the ``## title`` section of a markdown file, leaving the rest alone.
 
-    The section runs from its ``## title`` heading to the next ``## `` heading. A new file
+    The section runs from its ``## title`` heading to the next ``## `` heading. A new section
+    goes just before the ``## before`` section when there is one, else at the end. A new file
     gets a ``# Benchmarks`` heading first.
     """
     path = Path(path)
@@ -602,6 +604,9 @@ def update_markdown_section(path: str | Path, title: str, body: str) -> Path:
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text, count=1)
         text = text.rstrip("\n") + "\n"
+    elif before and re.search(rf"^## {re.escape(before)}[ \t]*$", text, re.M):
+        at = re.search(rf"^## {re.escape(before)}[ \t]*$", text, re.M).start()
+        text = text[:at] + section + "\n" + text[at:]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -219,6 +219,10 @@ def test_markdown_section_replaced_in_place(tmp_path):
     ev.update_markdown_section(path, "Embedding throughput", "faster")
     text = path.read_text()
     assert text.count("## Embedding throughput") == 1 and "faster" in text
+    ev.update_markdown_section(path, "Embedding quality 2", "q2", before="Embedding throughput")
+    text = path.read_text()
+    assert text.index("## Embedding quality 2") < text.index("## Embedding throughput")
+    assert "## App" in text and text.count("## Embedding quality 2") == 1
     new = ev.update_markdown_section(tmp_path / "new.md", "Embedding quality", "x")
     assert new.read_text().startswith("# Benchmarks\n\n## Embedding quality\n\nx")
 

@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
-    ev.update_markdown_section(args.out, "Embedding quality", ev.render_markdown(result))
+    ev.update_markdown_section(args.out, "Embedding quality", ev.render_markdown(result),
+                               before="Embedding throughput")
     ev.write_json(args.json, result.to_json())
     print(ev.results_table(result))
     print(f"wrote {args.out} and {args.json}", file=sys.stderr)
