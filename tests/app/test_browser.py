@@ -116,8 +116,16 @@ def test_search_map_and_upload_in_chromium(server, tmp_path):
                 frame = page.frame_locator("[data-testid=stExpander] iframe").first
                 expect(frame.locator(".Ketcher-root").first).to_be_visible()
                 page.screenshot(path=str(ARTIFACTS / "sketcher.png"), full_page=True)
-                # Apply sends Ketcher's SMILES of the drawn molecule back as the query
-                frame.get_by_role("button", name="Apply").click()
+                # Apply sends Ketcher's SMILES of the drawn molecule back as the query (once
+                # Ketcher has drawn it: atom labels are <text> in its SVG canvas)
+                expect(frame.locator("svg text").first).to_be_attached()
+                for _ in range(5):
+                    frame.get_by_role("button", name="Apply").click()
+                    try:
+                        expect(box).not_to_have_value(rows[0]["smiles"], timeout=10_000)
+                        break
+                    except AssertionError:
+                        continue
                 expect(box).not_to_have_value(rows[0]["smiles"])
                 expect(cards.first).to_contain_text(rows[0]["name"])
 
@@ -130,7 +138,7 @@ def test_search_map_and_upload_in_chromium(server, tmp_path):
             expect(page.get_by_text("The star is your last query")).to_be_visible()
             # hovering a point shows its structure beside the map (a real mouse hover over
             # the pixel where plotly drew library row 5)
-            expect(page.get_by_text("Hover over a point to see its structure")).to_be_visible()
+            expect(page.get_by_text("Hover over a point to see its structure here.")).to_be_visible()
             page.wait_for_timeout(1000)  # let the hover bridge attach to the chart
             xy = page.evaluate("""() => {
                 const gd = document.querySelector('.st-key-map_chart .js-plotly-plot');
