@@ -581,10 +581,10 @@ def comparisons(result: EvaluationResult, ours: str, others: Sequence[str]) -> l
         verdict = "beats" if not losses else ("loses to" if not wins else "is mixed against")
         parts = []
         if wins:
-            parts.append("better on " + "; ".join(wins))
+            parts.append("better on " + ", ".join(wins))
         if losses:
-            parts.append("worse on " + "; ".join(losses))
-        out.append(f"{ours} {verdict} {other}: " + ", ".join(parts) + ".")
+            parts.append("worse on " + ", ".join(losses))
+        out.append(f"{ours} {verdict} {other}: " + "; ".join(parts) + ".")
     return out
 
 
@@ -815,7 +815,9 @@ def render_markdown(result: EvaluationResult) -> str:
         for stem, meta in notes["ablations"].items():
             bits = [f"{k}={meta[k]}" for k in ("n_molecules", "steps", "seed", "wall_s")
                     if k in meta]
-            lines.append(f"- `{stem}`: {ABLATIONS[stem][0]}; " + ", ".join(bits))
+            lines.append(f"- `{stem}`: {ABLATIONS[stem][0]}; " + ", ".join(bits)
+                         + (" (wall time on the shared 2-core machine)" if "wall_s" in meta
+                            else ""))
         lines.append("")
         arch = notes.get("architecture", {})
         others = {json.dumps(m.get("architecture", {}), sort_keys=True)
