@@ -153,7 +153,8 @@ def render(payload: dict) -> str:
         f"{m['torch_threads']} threads, batch size {payload['batch_size']}; median of "
         f"{payload['repeats']} runs. Molecules: the first {payload['n_molecules']:,} of the "
         f"MOSES training split (the full path: the first {payload['n_full']:,}). The machine "
-        "was shared with other jobs while measuring, so these are lower bounds.",
+        f"was shared with other jobs while measuring (1-minute load average "
+        f"{m['loadavg_1m_at_end']:.1f} at the end), so these are lower bounds.",
         "",
         "| What | Molecules | Median time (s) | mol/s |",
         "|---|---|---|---|",
