@@ -65,7 +65,7 @@ def hyperedge_frame(lib, row: int) -> pd.DataFrame:
 def member_cards(frame: pd.DataFrame, smarts: str | None) -> list[Card]:
     cards = []
     for i, r in enumerate(frame.itertuples(index=False)):
-        fields = {"cosine": r.cosine} if hasattr(r, "cosine") else {}
+        fields = {"cosine": f"{r.cosine:.3f}"} if hasattr(r, "cosine") else {}
         cards.append(Card(svg=common.depict_svg(r.smiles, highlight=smarts), title=str(r.id),
                           subtitle="centre" if i == 0 else f"row {r.row}", fields=fields))
     return cards

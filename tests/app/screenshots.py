@@ -64,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
             page.get_by_label("Colour by").click()
             page.get_by_role("option", name="memory slot").click()
             page.wait_for_timeout(3000)
+            xy = page.evaluate("""() => {
+                const gd = document.querySelector('.st-key-map_chart .js-plotly-plot');
+                const L = gd._fullLayout, r = gd.getBoundingClientRect();
+                const tr = gd._fullData.find((t) => t.type === 'scattergl' && t.x.length);
+                return [r.left + L._size.l + L.xaxis.d2p(tr.x[0]),
+                        r.top + L._size.t + L.yaxis.d2p(tr.y[0])]; }""")
+            page.mouse.move(xy[0] + 30, xy[1] + 30)
+            page.mouse.move(xy[0], xy[1], steps=5)
+            page.wait_for_timeout(3000)
             page.screenshot(path=str(out / "map.png"))
             page.get_by_role("link", name="Hyperedges").click()
             page.get_by_label("Molecule id (or row number, e.g. #12)").fill("#0")
