@@ -369,9 +369,12 @@ def encoder_method(encoder, mode: str = "fast", batch_size: int = 256) -> Method
     return embed
 
 
-def checkpoint_method(path: str | Path, mode: str = "fast") -> Method:
-    """A Method that loads the checkpoint at ``path`` (lazily, once) and embeds with it."""
-    state: dict = {}
+def checkpoint_method(path: str | Path, mode: str = "fast", state: dict | None = None) -> Method:
+    """A Method that loads the checkpoint at ``path`` (lazily, once) and embeds with it.
+
+    Methods given the same ``state`` dict share one loaded encoder.
+    """
+    state = {} if state is None else state
 
     def embed(smiles: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         if "encoder" not in state:
@@ -729,9 +732,10 @@ def run_evaluation(
         random_ckpt = random_init_checkpoint(
             checkpoint, Path(tmp.name) / "random.pt", seed=random_seed
         )
-        methods: dict[str, Method] = {SHIPPED: checkpoint_method(checkpoint, "fast")}
+        shared: dict = {}  # the fast and full paths use one loaded copy of the checkpoint
+        methods: dict[str, Method] = {SHIPPED: checkpoint_method(checkpoint, "fast", shared)}
         if full:
-            methods[SHIPPED_FULL] = checkpoint_method(checkpoint, "full")
+            methods[SHIPPED_FULL] = checkpoint_method(checkpoint, "full", shared)
         methods[ECFP] = ecfp4
         methods[RANDOM] = checkpoint_method(random_ckpt, "fast")
         notes["random_init_seed"] = random_seed
