@@ -189,6 +189,9 @@ def _featurize(featurizer, smiles: list[str], n_jobs: int) -> tuple[list, dict[i
         results, fails = featurize_many(featurizer, smiles, **kwargs)
         reasons = {f.row: f.reason for f in fails}
         return [None if i in reasons else r for i, r in enumerate(results)], reasons
+    if hasattr(featurizer, "batch"):  # one numpy pass for the whole chunk (graph featurizer)
+        out, errors = featurizer.batch(smiles)
+        return list(out), dict(errors)
     out: list = []
     reasons: dict[int, str] = {}
     for i, s in enumerate(smiles):
