@@ -36,8 +36,16 @@ test: setup browser lint
 default-library: setup
 	$(BIN)/mmsa index ensure-default
 
+MMSA_MAX_UPLOAD_MB ?= 200
+
+# Serves on http://localhost:$(PORT); opens a browser tab where there is a desktop.
 app: default-library
-	$(BIN)/streamlit run app/main.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ]; then \
+	  (sleep 4; $(BIN)/python -m webbrowser -t http://localhost:$(PORT) >/dev/null 2>&1) & fi; \
+	echo "MMSA Explorer: http://localhost:$(PORT)"; \
+	MMSA_MAX_UPLOAD_MB=$(MMSA_MAX_UPLOAD_MB) $(BIN)/streamlit run app/main.py \
+	  --server.port $(PORT) --server.headless true --browser.gatherUsageStats false \
+	  --server.maxUploadSize $(MMSA_MAX_UPLOAD_MB)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
