@@ -837,6 +837,10 @@ def render_markdown(result: EvaluationResult) -> str:
         lines.append("Ablation checkpoints missing from this run: "
                      + ", ".join(notes["ablations_missing"]) + ".")
         lines.append("")
+    if SHIPPED in result.methods and SHIPPED_FULL not in result.methods:
+        lines += ["The full multi-modal path (graph + image + 3D) is not in this run: "
+                  "`mmsa evaluate --full` adds it (it generates a conformer per molecule, "
+                  "minutes per thousand molecules on a CPU).", ""]
     lines.append(f"Checkpoint: `{Path(notes.get('checkpoint', '?')).name}` "
                  f"(sha256 {notes.get('checkpoint_sha256', '?')[:12]}). Numbers in "
                  "benchmarks/results/evaluate.json; reproduce with `mmsa evaluate`.")
