@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf")
 #: recall@10 an approximate index must reach against exact search
 MIN_RECALL = 0.95
+#: the search knob is tuned for MIN_RECALL + this margin on the (leave-one-out) build sample,
+#: because recall on new query molecules runs a little lower (all of MOSES: 0.967 at build,
+#: 0.946 on outside queries)
+RECALL_MARGIN = 0.02
 RECALL_SAMPLE = 1000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
@@ -173,12 +177,13 @@ def build_index(
             index.nprobe = v
 
     recall = 0.0
+    target = max(min_recall, min(1.0, min_recall + RECALL_MARGIN))
     for v in values:
         set_knob(v)
         _, approx = index.search(queries, k + 1)
         recall = recall_at_k(_drop_self(approx, qrows, k), exact, k)
         log.info("%s %s=%d: recall@10 %.4f", kind, knob, v, recall)
-        if recall >= min_recall:
+        if recall >= target or (v == values[-1] and recall >= min_recall):
             params[knob] = v
             break
     else:

@@ -240,3 +240,13 @@ def test_auto_index_choice():
                            sample=50)[1]["type"] == "hnsw"
     _, info = ann.build_index(x, "auto", approx_threshold=100, ivf_threshold=1000, sample=200)
     assert info["type"] == "ivf" and info["recall_at_10"] >= 0.95 and "nprobe" in info["params"]
+
+
+def test_knob_is_tuned_with_a_recall_margin():
+    """The search knob is tuned for min_recall + RECALL_MARGIN (new queries recall a little
+    less than the build sample), unless the last knob value is needed to pass at all."""
+    x = _clustered(2000)
+    _, info = ann.build_index(x, "ivf", min_recall=0.9, sample=200)
+    assert info["type"] == "ivf"
+    nlist = info["params"]["nlist"]
+    assert info["recall_at_10"] >= 0.9 + ann.RECALL_MARGIN or info["params"]["nprobe"] == nlist
