@@ -15,7 +15,6 @@ licences are listed in docs/data.md.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmsa.hashing import sha256_file
 from mmsa.paths import cache_dir as _default_cache_dir
 from mmsa.types import InputError, MMSAError
 
@@ -605,12 +605,7 @@ def load_dataset(name: str, cache_dir: str | os.PathLike | None = None) -> pd.Da
 # --------------------------------------------------------------------------- internals
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+_sha256 = sha256_file
 
 
 def _pip_download(spec: str, dest: Path, pip_args: tuple[str, ...] = ()) -> None:

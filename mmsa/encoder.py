@@ -9,7 +9,6 @@ listed in ``failures``; nothing is replaced by a zero vector.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 import os
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmsa.hashing import sha256_file
 from mmsa.model import MMSA, MMSABatch, collate, model_from_checkpoint, read_checkpoint
 from mmsa.paths import DEFAULT_CHECKPOINT
 from mmsa.types import Failure, InputError
@@ -48,12 +48,7 @@ class EmbedResult:
         return len(self.ok)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+file_sha256 = sha256_file
 
 
 def _build(cls, cfg: dict):

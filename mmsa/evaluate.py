@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmsa.hashing import sha256_file
 from mmsa.types import InputError
 
 logger = logging.getLogger(__name__)
@@ -670,14 +671,7 @@ def find_ablations(root: str | Path | None = None) -> dict[str, Path]:
     return {stem: root / f"{stem}.pt" for stem in ABLATIONS if (root / f"{stem}.pt").is_file()}
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+_sha256 = sha256_file
 
 
 _ARCH_KEYS = ("dim", "feature_dim", "graph_hidden", "graph_layers", "num_slots")

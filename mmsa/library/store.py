@@ -16,7 +16,6 @@ with a message that says what to do.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmsa.hashing import sha256_file
 from mmsa.paths import indexes_dir
 from mmsa.types import Failure, InputError, LibraryError
 
@@ -141,12 +141,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+_sha256 = sha256_file
 
 
 def _write_json(path: Path, obj) -> None:
