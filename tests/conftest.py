@@ -28,3 +28,26 @@ def smiles_100(molecules_csv) -> list[str]:
     """The 100 SMILES of molecules.csv, in file order (all valid)."""
     with open(molecules_csv, newline="") as fh:
         return [row["SMILES"] for row in csv.DictReader(fh)]
+
+
+def save_tiny_checkpoint(path: Path, seed: int) -> Path:
+    """Save a tiny MMSA model with seeded random weights as a checkpoint at ``path``."""
+    import torch
+
+    from mmsa.model import MMSA, MMSAConfig, save_checkpoint
+
+    torch.manual_seed(seed)
+    save_checkpoint(MMSA(MMSAConfig.tiny()), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny MMSA model with random weights (seed 0), saved as a checkpoint."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_checkpoint(tmp_path_factory) -> Path:
+    """A second tiny model (different weights, so a different checkpoint hash)."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt2") / "other.pt", seed=1)

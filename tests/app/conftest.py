@@ -36,16 +36,9 @@ def write_rows(path: Path, rows: list[dict]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def app_checkpoint(tmp_path_factory) -> Path:
-    """A tiny MMSA model with random weights (seeded), saved as a checkpoint."""
-    import torch
-
-    from mmsa.model import MMSA, MMSAConfig, save_checkpoint
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("app-ckpt") / "tiny.pt"
-    save_checkpoint(MMSA(MMSAConfig.tiny()), path)
-    return path
+def app_checkpoint(tiny_checkpoint) -> Path:
+    """The tiny random-weights checkpoint of tests/conftest.py."""
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="session")

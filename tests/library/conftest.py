@@ -13,32 +13,6 @@ BAD_ROWS = {5: "not_a_smiles", 17: "C1CC"}  # 0-based data rows that must fail
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A tiny MMSA model with random weights (seeded), saved as a checkpoint."""
-    import torch
-
-    from mmsa.model import MMSA, MMSAConfig, save_checkpoint
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(MMSA(MMSAConfig.tiny()), path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def other_checkpoint(tmp_path_factory) -> Path:
-    """A second tiny model (different weights, so a different checkpoint hash)."""
-    import torch
-
-    from mmsa.model import MMSA, MMSAConfig, save_checkpoint
-
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("ckpt2") / "other.pt"
-    save_checkpoint(MMSA(MMSAConfig.tiny()), path)
-    return path
-
-
-@pytest.fixture(scope="session")
 def encoder(tiny_checkpoint):
     from mmsa.encoder import Encoder
 
