@@ -19,17 +19,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmsa.nn.chemistry import (
+    ChemistryDecoder,
+    similarity_distillation,
+    tanimoto_kernel,
+    vicreg_regulariser,
+)
 from mmsa.nn.fusion import ModalityAutoEncoder, info_nce, masked_mean_fuse
 from mmsa.nn.geometry import GeometryEncoder
 from mmsa.nn.graph import GraphEncoder
-from mmsa.nn.hypergraph import HypergraphRefiner
+from mmsa.nn.hypergraph import HypergraphRefiner, knn_hyperedges_from_similarity
 from mmsa.nn.image import ImageEncoder
 from mmsa.nn.memory import MemoryBank, assignment_entropy
 from mmsa.types import InputError
 
 log = logging.getLogger(__name__)
 
-LOSS_TERMS = ("recon", "contrast", "hyper", "mem_align", "mem_assign")
+LOSS_TERMS = ("recon", "contrast", "hyper", "mem_align", "mem_assign", "fp", "desc", "sim", "vic")
 CHECKPOINT_FORMAT = 1
 
 
@@ -74,6 +80,17 @@ class MMSAConfig:
     w_hyper: float = 1.0
     w_mem_align: float = 1.0
     w_mem_assign: float = 1.0
+    # chemistry-aware objective (0 / absent in the first checkpoint; see MODEL_CARD.md)
+    target_bits: int = 0  # folded Morgan count targets (mmsa.chem.targets), 0 = no decoder
+    n_descriptors: int = 0  # RDKit descriptor targets (len(DESCRIPTOR_NAMES))
+    w_fp: float = 0.0  # fingerprint-environment decoding (BCE) from every modality's code
+    w_desc: float = 0.0  # descriptor decoding (MSE) from every modality's code
+    w_sim: float = 0.0  # Tanimoto-kernel neighbour distillation on the fast embedding
+    w_vic: float = 0.0  # VICReg variance + vic_cov * covariance on the graph code
+    vic_cov: float = 0.04
+    sim_tau: float = 0.1
+    sim_tau_target: float = 0.05
+    hyper_source: str = "embedding"  # hyperedges from "embedding" kNN or "tanimoto" kNN
     graph_featurizer: dict = field(default_factory=dict)
     image_featurizer: dict = field(default_factory=dict)
     conformer_featurizer: dict = field(default_factory=dict)
@@ -156,6 +173,8 @@ class MMSABatch:
     pos: Tensor | None = None
     pos_batch: Tensor | None = None
     geom_mask: Tensor | None = None
+    fp_counts: Tensor | None = None  # uint8 [B, target_bits] (pre-training targets)
+    descriptors: Tensor | None = None  # float32 [B, n_descriptors], standardised
 
     def to(self, device: torch.device | str) -> MMSABatch:
         moved = {}
@@ -254,6 +273,8 @@ class MMSA(nn.Module):
             self.autoencoders["geometry"] = ModalityAutoEncoder(c.feature_dim, c.dim, c.ae_hidden)
         self.hypergraph = HypergraphRefiner(c.dim, c.knn) if c.use_hypergraph else None
         self.memory = MemoryBank(c.num_slots, c.dim, c.memory_tau) if c.use_memory else None
+        self.chemistry = (ChemistryDecoder(c.dim, c.ae_hidden, c.target_bits, c.n_descriptors)
+                          if c.target_bits > 0 and c.n_descriptors > 0 else None)
 
     @property
     def num_slots(self) -> int:
@@ -336,8 +357,13 @@ class MMSA(nn.Module):
         contrast = torch.stack(pairs).mean() if pairs else zero
         z_g = views[0][2]
         z_f = masked_mean_fuse([v[2] for v in views], [v[4] for v in views])
+        kernel = (tanimoto_kernel(batch.fp_counts)
+                  if batch.fp_counts is not None else None)
         if self.hypergraph is not None:
-            z_h, _ = self.hypergraph(z_f)
+            index = None
+            if c.hyper_source == "tanimoto" and kernel is not None:
+                index = knn_hyperedges_from_similarity(kernel, self.hypergraph.k)
+            z_h, _ = self.hypergraph(z_f, index)
             hyper = info_nce(z_g, z_h, c.tau)
         else:
             z_h, hyper = z_f, zero
@@ -347,10 +373,25 @@ class MMSA(nn.Module):
                                 + self.memory.assignment_loss(z_f, z_h, c.sinkhorn_eps))
         else:
             mem_align = mem_assign = zero
+        fp = desc = sim = vic = zero
+        if self.chemistry is not None and batch.fp_counts is not None:
+            counts = batch.fp_counts.to(z_g.dtype)
+            parts = [self.chemistry.loss(v[2], counts, batch.descriptors, v[4])
+                     for v in views if v[0] != "graph_aug"]
+            fp = torch.stack([p[0] for p in parts]).mean()
+            desc = torch.stack([p[1] for p in parts]).mean()
+        if kernel is not None and c.w_sim > 0:
+            v_g, _ = self._readout(z_g)  # the fast-path vector users search with
+            sim = similarity_distillation(v_g, kernel, c.sim_tau, c.sim_tau_target)
+        if c.w_vic > 0:
+            var, cov = vicreg_regulariser(z_g)
+            vic = var + c.vic_cov * cov
         out = {"recon": recon, "contrast": contrast, "hyper": hyper,
-               "mem_align": mem_align, "mem_assign": mem_assign}
+               "mem_align": mem_align, "mem_assign": mem_assign, "fp": fp, "desc": desc,
+               "sim": sim, "vic": vic}
         out["loss"] = (c.w_recon * recon + c.w_contrast * contrast + c.w_hyper * hyper
-                       + c.w_mem_align * mem_align + c.w_mem_assign * mem_assign)
+                       + c.w_mem_align * mem_align + c.w_mem_assign * mem_assign
+                       + c.w_fp * fp + c.w_desc * desc + c.w_sim * sim + c.w_vic * vic)
         if self.memory is not None:  # diagnostics (no gradient): anchor usage of the fast path
             with torch.no_grad():
                 w = self.memory.assign(z_g.detach())

@@ -66,6 +66,12 @@ class PackedFeatures:
     conf_pos: np.ndarray | None = None
     conf_ptr: np.ndarray | None = None
     conf_ok: np.ndarray | None = None
+    image_row: np.ndarray | None = None  # int32 [n]: row of ``images`` per molecule, -1 none
+    fp_counts: np.ndarray | None = None  # uint8 [n, bits]: Morgan count targets
+    descriptors: np.ndarray | None = None  # float32 [n, D]: standardised descriptor targets
+    desc_centre: np.ndarray | None = None  # [D] training statistics of the standardisation
+    desc_scale: np.ndarray | None = None
+    scaffold: np.ndarray | None = None  # int64 [n]: Murcko scaffold group, -1 none
     extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -100,9 +106,19 @@ class PackedFeatures:
             edge_index=torch.from_numpy(ei),
             edge_attr=torch.from_numpy(self.edge_attr[edge_sel].astype(np.float32)),
             batch=torch.from_numpy(np.repeat(np.arange(b), sizes)), num_graphs=b)
-        if self.images is not None:
+        if self.images is not None and self.image_row is not None:
+            rows = self.image_row[idx]
+            have = rows >= 0
+            stack = np.zeros((b, *self.images.shape[1:]), dtype=np.uint8)
+            stack[have] = self.images[rows[have]]
+            out.images = torch.from_numpy(stack)
+            out.image_mask = torch.from_numpy(have.copy())
+        elif self.images is not None:
             out.images = torch.from_numpy(self.images[idx])
             out.image_mask = torch.from_numpy(self.image_ok[idx].copy())
+        if self.fp_counts is not None:
+            out.fp_counts = torch.from_numpy(self.fp_counts[idx])
+            out.descriptors = torch.from_numpy(self.descriptors[idx].astype(np.float32))
         if self.conf_ptr is not None:
             mask = self.conf_ok[idx]
             have = np.flatnonzero(mask)
@@ -273,7 +289,7 @@ def pretrain(config: MMSAConfig, smiles: list[str] | None, out_dir: str | os.Pat
              checkpoint_every: int = 200, resume: bool = False, device: str = "auto",
              progress: bool = False, max_minutes: float | None = None,
              features: PackedFeatures | None = None, cache: bool = True,
-             threads: int | None = 1) -> PretrainResult:
+             threads: int | None = 1, analogue_fraction: float = 0.0) -> PretrainResult:
     """Pre-train MMSA (see module docstring for the files written to ``out_dir``).
 
     Args:
@@ -288,6 +304,8 @@ def pretrain(config: MMSAConfig, smiles: list[str] | None, out_dir: str | os.Pat
             decay by whichever of steps and time runs out first.
         features: pre-packed features (from :func:`featurize_for_pretraining`).
         resume: continue from ``out_dir/last.pt`` (same config and data).
+        analogue_fraction: share of each batch drawn as pairs of molecules with the same
+            Murcko scaffold (needs ``features.scaffold``; 0 = uniform batches).
         threads: torch CPU threads while training (restored afterwards; None keeps torch's
             setting). One thread is the default: on a shared 2-core machine two OpenMP threads
             were 3-50x slower per step than one (they wait on each other when descheduled).
@@ -311,7 +329,8 @@ def pretrain(config: MMSAConfig, smiles: list[str] | None, out_dir: str | os.Pat
         torch.set_num_threads(threads)
     try:
         return _train(config, features, out, dev, steps, seed, batch_size, lr, weight_decay,
-                      warmup, checkpoint_every, resume, progress, max_minutes)
+                      warmup, checkpoint_every, resume, progress, max_minutes,
+                      analogue_fraction)
     finally:
         torch.set_num_threads(old_threads)
 
@@ -319,7 +338,7 @@ def pretrain(config: MMSAConfig, smiles: list[str] | None, out_dir: str | os.Pat
 def _train(config: MMSAConfig, features: PackedFeatures, out: Path, dev: torch.device,
            steps: int, seed: int, batch_size: int, lr: float, weight_decay: float, warmup: int,
            checkpoint_every: int, resume: bool, progress: bool,
-           max_minutes: float | None) -> PretrainResult:
+           max_minutes: float | None, analogue_fraction: float = 0.0) -> PretrainResult:
     n = len(features)
     torch.manual_seed(seed)
     model = MMSA(config).to(dev)
@@ -340,6 +359,7 @@ def _train(config: MMSAConfig, features: PackedFeatures, out: Path, dev: torch.d
     args = {"steps": steps, "seed": seed, "batch_size": batch_size, "lr": lr,
             "weight_decay": weight_decay, "warmup": warmup, "num_molecules": n,
             "device": str(dev), "max_minutes": max_minutes,
+            "analogue_fraction": analogue_fraction,
             "torch_threads": torch.get_num_threads()}
     (out / "config.json").write_text(json.dumps({"model": config.to_dict(), "training": args},
                                                 indent=2))
@@ -370,6 +390,9 @@ def _train(config: MMSAConfig, features: PackedFeatures, out: Path, dev: torch.d
     def save(path: Path, final: bool = False) -> None:
         extra = {"step": step, "wall_time_s": elapsed0 + time.monotonic() - t0,
                  "num_molecules": n, "seed": seed}
+        if features.desc_centre is not None:  # descriptor standardisation of the targets
+            extra["descriptor_centre"] = [float(v) for v in features.desc_centre]
+            extra["descriptor_scale"] = [float(v) for v in features.desc_scale]
         if not final:
             extra["optimizer"] = opt.state_dict()
         save_checkpoint(model, path, extra=extra)
@@ -382,7 +405,11 @@ def _train(config: MMSAConfig, features: PackedFeatures, out: Path, dev: torch.d
                 perm = np.random.default_rng([seed, epoch]).permutation(n)
                 perm_epoch = epoch
             k = step % steps_per_epoch
-            idx = perm[k * batch_size:(k + 1) * batch_size]
+            if analogue_fraction > 0 and features.scaffold is not None:
+                idx = analogue_batch(features, np.random.default_rng([seed, step]), batch_size,
+                                     analogue_fraction)
+            else:
+                idx = perm[k * batch_size:(k + 1) * batch_size]
             batch = features.batch(idx).to(dev)
             time_frac = 0.0
             if max_minutes:
@@ -444,8 +471,13 @@ def plot_loss_curves(log_csv: str | os.PathLike, png: str | os.PathLike,
     import matplotlib.pyplot as plt
 
     data = load_training_log(log_csv)
-    terms = ["loss", *LOSS_TERMS]
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True)
+    terms = ["loss", *(t for t in LOSS_TERMS if t in data and np.nanmax(np.abs(data[t])) > 0)]
+    cols = 5 if len(terms) > 6 else 3
+    rows = -(-len(terms) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows), sharex=True,
+                             squeeze=False)
+    for ax in axes.ravel()[len(terms):]:
+        ax.set_visible(False)
     kernel = np.ones(max(1, smooth)) / max(1, smooth)
     for ax, term in zip(axes.ravel(), terms):
         y = data[term]
@@ -506,6 +538,12 @@ def build_config(preset: str = "default", image_size: int | None = None,
         return config
     if preset != "default":
         raise InputError(f"unknown preset {preset!r}")
+    from mmsa.chem.targets import DESCRIPTOR_NAMES, TARGET_BITS
+
+    for key, value in CHEMISTRY_DEFAULTS.items():
+        overrides.setdefault(key, value)
+    overrides.setdefault("target_bits", TARGET_BITS)
+    overrides.setdefault("n_descriptors", len(DESCRIPTOR_NAMES))
     image = ImageFeaturizer(size=image_size or DEFAULT_IMAGE_SIZE)
     # Heavy-atom ETKDG (no explicit hydrogens): 2.5x faster on CPU, and SchNet sees heavy
     # atoms only (see MODEL_CARD.md).
@@ -514,3 +552,222 @@ def build_config(preset: str = "default", image_size: int | None = None,
 
 
 DEFAULT_IMAGE_SIZE = 64
+# The chemistry-aware objective of the second checkpoint (weights chosen by the sweep in
+# benchmarks/diagnose.py, see MODEL_CARD.md).
+CHEMISTRY_DEFAULTS = {"w_fp": 1.0, "w_desc": 1.0, "w_sim": 1.0, "w_vic": 1.0,
+                      "w_mem_align": 0.2, "w_mem_assign": 0.2, "w_hyper": 0.5,
+                      "hyper_source": "tanimoto"}
+
+
+# --------------------------------------------------------------------------- the corpus
+EVALUATION_SETS = ("b3db", "b3db-regression", "freesolv", "solubility", "cdk2", "egfr",
+                   "approved-drugs")
+_ORGANIC = frozenset((1, 5, 6, 7, 8, 9, 14, 15, 16, 17, 34, 35, 53))
+
+
+def _canonical_or_none(smiles: str) -> str | None:
+    from mmsa.chem.standardize import standardize_or_reason
+
+    std, _ = standardize_or_reason(smiles)
+    return std
+
+
+def _druglike(smiles: str, min_heavy: int = 6, max_heavy: int = 60) -> bool:
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None or not min_heavy <= mol.GetNumHeavyAtoms() <= max_heavy:
+        return False
+    return all(a.GetAtomicNum() in _ORGANIC for a in mol.GetAtoms())
+
+
+def _canonical_druglike_block(smiles: list[str]) -> list[str | None]:
+    from rdkit.rdBase import BlockLogs
+
+    out: list[str | None] = []
+    with BlockLogs():
+        for s in smiles:
+            c = _canonical_or_none(s)
+            out.append(c if c is not None and _druglike(c) else None)
+    return out
+
+
+def _map_blocks(fn, items: list, n_jobs: int, block: int = 5_000) -> list:
+    """``fn`` over blocks of ``items`` in ``n_jobs`` processes, results concatenated in order."""
+    blocks = [items[i:i + block] for i in range(0, len(items), block)]
+    if n_jobs <= 1:
+        parts = [fn(b) for b in blocks]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
+            parts = list(ex.map(fn, blocks))
+    return parts
+
+
+def pretraining_corpus(n_molecules: int = 500_000, seed: int = 0, n_jobs: int = 2,
+                       cache: bool = True) -> list[str]:
+    """The pre-training set: every drug-like ChEMBL molecule of ``chembl-sample`` plus MOSES
+    training molecules up to ``n_molecules``, standardised (largest fragment, neutral),
+    canonical, distinct, without any molecule of the evaluation sets
+    (:data:`EVALUATION_SETS`), shuffled with ``seed``. Cached under ``$MMSA_CACHE/pretrain``.
+
+    Drug-like: 6-60 heavy atoms of H, B, C, N, O, F, Si, P, S, Cl, Se, Br, I.
+    """
+    import pandas as pd
+
+    from mmsa.data import fetch
+
+    path = cache_dir() / "pretrain" / f"corpus-{n_molecules}-{seed}.txt"
+    if cache and path.is_file():
+        return path.read_text().split("\n")
+    exclude: set[str] = set()
+    for name in EVALUATION_SETS:
+        df = pd.read_csv(fetch(name), usecols=["smiles"])
+        exclude.update(c for c in _canonical_blocks(df["smiles"].astype(str).tolist(), n_jobs)
+                       if c)
+    chembl = pd.read_csv(fetch("chembl-sample"), usecols=["smiles"])["smiles"].astype(str)
+    seen: dict[str, None] = {}
+    for c in _canonical_blocks(chembl.tolist(), n_jobs):
+        if c and c not in exclude:
+            seen.setdefault(c, None)
+    n_chembl = len(seen)
+    need = n_molecules - n_chembl
+    if need > 0:
+        moses = moses_training_smiles(min(need + need // 10 + 1000, 1_500_000), seed=seed)
+        for c in _canonical_blocks(moses, n_jobs):
+            if len(seen) >= n_molecules:
+                break
+            if c and c not in exclude:
+                seen.setdefault(c, None)
+    smiles = list(seen)[:n_molecules]
+    if len(smiles) < n_molecules:
+        log.warning("corpus has %d molecules (asked %d)", len(smiles), n_molecules)
+    order = np.random.default_rng(seed).permutation(len(smiles))
+    smiles = [smiles[i] for i in order]
+    log.info("corpus: %d molecules (%d drug-like ChEMBL, %d MOSES), %d evaluation "
+             "molecules excluded", len(smiles), min(n_chembl, len(smiles)),
+             max(0, len(smiles) - n_chembl), len(exclude))
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("\n".join(smiles))
+        os.replace(tmp, path)
+    return smiles
+
+
+def _canonical_blocks(smiles: list[str], n_jobs: int) -> list[str | None]:
+    out: list[str | None] = []
+    for part in _map_blocks(_canonical_druglike_block, smiles, n_jobs):
+        out.extend(part)
+    return out
+
+
+def _targets_block(smiles: list[str]) -> dict[str, np.ndarray]:
+    from mmsa.chem.targets import compute_targets
+
+    return compute_targets(smiles)
+
+
+def compute_corpus_targets(smiles: list[str], n_jobs: int = 2) -> dict[str, np.ndarray]:
+    """Morgan count targets, raw descriptors and scaffold groups for ``smiles``."""
+    from mmsa.chem.targets import scaffold_ids
+
+    parts = _map_blocks(_targets_block, smiles, n_jobs)
+    keys = np.concatenate([p["scaffold_key"] for p in parts])
+    return {"counts": np.concatenate([p["counts"] for p in parts]),
+            "descriptors": np.concatenate([p["descriptors"] for p in parts]),
+            "scaffold": scaffold_ids(keys.tolist())}
+
+
+def featurize_corpus(config: MMSAConfig, smiles: list[str], n_multimodal: int,
+                     n_jobs: int = 2, progress: bool = False) -> PackedFeatures:
+    """Graphs + chemistry targets for every molecule, image and conformer for the first
+    ``n_multimodal`` (the corpus is shuffled, so they are a random subset). Cached."""
+    from mmsa.chem.conformer import ConformerFeaturizer
+    from mmsa.chem.graph import GraphFeaturizer
+    from mmsa.chem.image import ImageFeaturizer
+    from mmsa.chem.targets import standardise_descriptors
+    from mmsa.encoder import _build
+
+    gf = _build(GraphFeaturizer, config.graph_featurizer)
+    icfg = dict(config.image_featurizer or {})
+    icfg.setdefault("size", config.image_size)
+    imf = _build(ImageFeaturizer, icfg) if config.use_image else None
+    cf = _build(ConformerFeaturizer, config.conformer_featurizer) if config.use_geometry else None
+    feats = {"graph": gf.config(), "image": imf.config() if imf else None,
+             "conformer": cf.config() if cf else None, "n_multimodal": n_multimodal,
+             "targets": [config.target_bits, config.n_descriptors]}
+    key = hashlib.sha256(json.dumps(feats, sort_keys=True, default=str).encode()
+                         + _smiles_key(smiles).encode()).hexdigest()[:20]
+    path = cache_dir() / "pretrain" / f"corpus-{key}.npz"
+    if path.is_file():
+        log.info("loading packed corpus from %s", path)
+        return PackedFeatures.load(path)
+    log.info("featurising %d graphs", len(smiles))
+    graphs = _featurize_all(gf, smiles, n_jobs, progress, True)
+    keep = [i for i, g in enumerate(graphs) if g is not None and g.x.shape[0] > 0]
+    sub = [smiles[i] for i in keep]
+    m = sum(1 for i in keep if i < n_multimodal)
+    images = _featurize_all(imf, sub[:m], n_jobs, progress, True) if imf else None
+    confs = _featurize_all(cf, sub[:m], n_jobs, progress, True) if cf else None
+    packed = pack_features([graphs[i] for i in keep])
+    packed.rows = np.asarray(keep, dtype=np.int64)
+    n = len(keep)
+    if images is not None:
+        ok = np.array([im is not None for im in images], dtype=bool)
+        first = next(im for im in images if im is not None)
+        packed.images = np.zeros((int(ok.sum()), *first.shape), dtype=np.uint8)
+        packed.image_row = np.full(n, -1, dtype=np.int32)
+        for j, i in enumerate(np.flatnonzero(ok)):
+            packed.images[j] = images[i]
+            packed.image_row[i] = j
+        packed.image_ok = packed.image_row >= 0
+    if confs is not None:
+        conf_all = list(confs) + [None] * (n - m)
+        geo = pack_features([graphs[keep[0]]] * n, None, conf_all)
+        packed.conf_ok, packed.conf_ptr = geo.conf_ok, geo.conf_ptr
+        packed.conf_z, packed.conf_pos = geo.conf_z, geo.conf_pos
+        log.info("conformers: %d of %d multimodal molecules", int(packed.conf_ok.sum()), m)
+    log.info("computing chemistry targets")
+    t = compute_corpus_targets(sub, n_jobs)
+    packed.fp_counts = t["counts"]
+    packed.descriptors, packed.desc_centre, packed.desc_scale = standardise_descriptors(
+        t["descriptors"])
+    packed.scaffold = t["scaffold"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    packed.save(path)
+    log.info("packed corpus written to %s", path)
+    return packed
+
+
+def analogue_batch(features: PackedFeatures, rng: np.random.Generator, batch_size: int,
+                   analogue_fraction: float) -> np.ndarray:
+    """Indices of one batch: ``analogue_fraction`` of it as pairs of molecules sharing a
+    Murcko scaffold (so the batch holds close analogues for the similarity terms), the rest
+    drawn uniformly."""
+    n = len(features)
+    n_pairs = int(batch_size * analogue_fraction) // 2
+    groups = features.extra.get("_groups")
+    if groups is None:
+        scaf = features.scaffold if features.scaffold is not None else np.full(n, -1)
+        valid = np.flatnonzero(scaf >= 0)
+        order = valid[np.argsort(scaf[valid], kind="stable")]
+        ids, start, size = np.unique(scaf[order], return_index=True, return_counts=True)
+        multi = size >= 2
+        member_group = np.repeat(np.arange(len(ids)), size)
+        in_multi = multi[member_group]
+        groups = (order, start, size, np.flatnonzero(in_multi), member_group)
+        features.extra["_groups"] = groups
+    order, start, size, candidates, member_group = groups
+    if n_pairs == 0 or len(candidates) == 0:
+        return rng.choice(n, batch_size, replace=False)
+    pos = rng.choice(candidates, n_pairs, replace=False)
+    g = member_group[pos]
+    within = pos - start[g]
+    sib = start[g] + (within + rng.integers(1, size[g])) % size[g]
+    anchors = np.unique(np.concatenate([order[pos], order[sib]]))
+    rest = rng.choice(n, batch_size - len(anchors) + 16, replace=False)
+    rest = rest[~np.isin(rest, anchors)][:batch_size - len(anchors)]
+    return np.concatenate([anchors, rest])
