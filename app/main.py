@@ -17,17 +17,20 @@ if str(APP_DIR) not in sys.path:  # `explorer` (page logic) lives beside this fi
 
 import streamlit as st  # noqa: E402
 
-st.set_page_config(page_title="MMSA Explorer", page_icon=":material/hub:", layout="wide")
+# Offline: icons are emoji, never ":material/...:" names (Streamlit turns a material page icon
+# into a favicon URL on fonts.gstatic.com); .streamlit/config.toml turns off usage statistics
+# and the external-IP lookup.
+ICON = "\U0001F9EC"  # DNA: an emoji favicon is drawn by the browser, no request
+st.set_page_config(page_title="MMSA Explorer", page_icon=ICON, layout="wide")
 
 PAGES = [
-    st.Page(str(APP_DIR / "pages" / "search.py"), title="Search", icon=":material/search:",
+    st.Page(str(APP_DIR / "pages" / "search.py"), title="Search", icon="\U0001F50D",
             default=True),
-    st.Page(str(APP_DIR / "pages" / "map.py"), title="Map", icon=":material/scatter_plot:"),
-    st.Page(str(APP_DIR / "pages" / "hyperedges.py"), title="Hyperedges", icon=":material/hub:"),
-    st.Page(str(APP_DIR / "pages" / "memory.py"), title="Memory", icon=":material/memory:"),
-    st.Page(str(APP_DIR / "pages" / "libraries.py"), title="Libraries",
-            icon=":material/folder_open:"),
-    st.Page(str(APP_DIR / "pages" / "model.py"), title="Model", icon=":material/model_training:"),
+    st.Page(str(APP_DIR / "pages" / "map.py"), title="Map", icon="\U0001F5FA\uFE0F"),
+    st.Page(str(APP_DIR / "pages" / "hyperedges.py"), title="Hyperedges", icon="\U0001F578\uFE0F"),
+    st.Page(str(APP_DIR / "pages" / "memory.py"), title="Memory", icon="\U0001F9E0"),
+    st.Page(str(APP_DIR / "pages" / "libraries.py"), title="Libraries", icon="\U0001F4DA"),
+    st.Page(str(APP_DIR / "pages" / "model.py"), title="Model", icon="\u2699\uFE0F"),
 ]
 
 page = st.navigation(PAGES)

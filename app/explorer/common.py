@@ -16,9 +16,9 @@ log = logging.getLogger("mmsa.app")
 #: session-state keys shared between pages
 LIBRARY_KEY = "library"          # name of the selected library
 PICKER_KEY = "library_picker"    # the sidebar widget that changes it
-PENDING_KEY = "library_pending"  # a programmatic choice the picker must show on its next run
 QUERY_KEY = "last_query"         # last query SMILES that was searched successfully
 FOCUS_KEY = "focus_row"          # library row picked for the Hyperedges page
+FOCUS_PENDING_KEY = "focus_pending"  # a row another page sends to the Hyperedges page
 SEARCH_INPUT_KEY = "search_query"
 
 
@@ -109,8 +109,13 @@ def select_library(name: str | None) -> None:
     if name is None:
         st.session_state.pop(LIBRARY_KEY, None)
     else:
-        st.session_state[LIBRARY_KEY] = name
-        st.session_state[PENDING_KEY] = name  # applied to the picker before it is drawn
+        st.session_state[LIBRARY_KEY] = name  # the sidebar picker is redrawn from it
+
+
+def focus_on(row: int) -> None:
+    """Send library ``row`` to the Hyperedges page (its id box shows it on the next run)."""
+    st.session_state[FOCUS_KEY] = int(row)
+    st.session_state[FOCUS_PENDING_KEY] = int(row)
 
 
 def forget_library(name: str | None = None) -> None:
@@ -137,15 +142,16 @@ def sidebar() -> None:
             return
         if st.session_state.get(LIBRARY_KEY) not in names:
             select_library(names[0])
-        pending = st.session_state.pop(PENDING_KEY, None)
-        if pending in names:  # set before the widget exists: overrides the browser's value
-            st.session_state[PICKER_KEY] = pending
 
         def picked() -> None:
             st.session_state[LIBRARY_KEY] = st.session_state[PICKER_KEY]
 
-        if st.session_state.get(PICKER_KEY) not in names:
-            st.session_state[PICKER_KEY] = st.session_state[LIBRARY_KEY]
+        # The selected library (LIBRARY_KEY) is the truth; the picker is redrawn from it on
+        # every run. (Each page draws its own picker widget: on a page switch, or after the
+        # library list changed, the browser's copy of the widget would otherwise come back
+        # at its default, the first library, while the pages use the selected one.) A user's
+        # change reaches LIBRARY_KEY through on_change before this line runs.
+        st.session_state[PICKER_KEY] = st.session_state[LIBRARY_KEY]
         st.selectbox("Library", names, key=PICKER_KEY, on_change=picked,
                      format_func=lambda n: f"{n} \u00b7 {counts[n]:,}",
                      help="The library every page works on (name \u00b7 molecules)")

@@ -15,13 +15,21 @@ TOP = 20
 ONE, COHERENT = "This molecule's hyperedge", "Most coherent hyperedges"
 
 
+ID_KEY = "hyperedge_id"      # the id box (one widget, one key, whatever was shown before)
+LAST_ID_KEY = "hyperedge_last"  # its text, kept while another page is shown
+
+
 def find_row(lib, text: str) -> int:
-    """Library row for a user's id, or a row number written ``#123`` / ``row 123``."""
+    """Library row for a user's id (exact match first, then ignoring case), or a row number
+    written ``#123`` / ``row 123``."""
     text = (text or "").strip()
     if not text:
         raise InputError("enter a molecule id or a row number")
     meta = lib.metadata
-    hits = meta.index[meta["id"].astype(str) == text]
+    ids = meta["id"].astype(str)
+    hits = meta.index[ids == text]
+    if not len(hits):
+        hits = meta.index[ids.str.strip().str.casefold() == text.casefold()]
     if len(hits):
         return int(meta["row"].iloc[hits[0]])
     digits = text.removeprefix("#").removeprefix("row").strip()
@@ -127,10 +135,14 @@ def render() -> None:
         return
     st.caption("A molecule's hyperedge is the molecule and its nearest neighbours in the MMSA "
                "embedding; their maximum common substructure shows *why* they are neighbours.")
-    focus = st.session_state.get(common.FOCUS_KEY)
-    default = "" if focus is None or focus >= len(lib) else str(lib.metadata["id"].iloc[focus])
-    text = st.text_input("Molecule id (or row number, e.g. #12)", value=default,
-                         key=f"hyperedge_id_{focus}")
+    sent = st.session_state.pop(common.FOCUS_PENDING_KEY, None)
+    if sent is not None and 0 <= sent < len(lib):  # from a search hit or a map selection
+        st.session_state[ID_KEY] = str(lib.metadata["id"].iloc[sent])
+    elif ID_KEY not in st.session_state:  # back from another page: the last id typed
+        st.session_state[ID_KEY] = st.session_state.get(LAST_ID_KEY, "")
+    text = st.text_input("Molecule id (or row number, e.g. #12)", key=ID_KEY,
+                         help="Ids are matched ignoring case.")
+    st.session_state[LAST_ID_KEY] = text
     view = st.radio("Show", [ONE, COHERENT], horizontal=True, key="hyperedge_view",
                     label_visibility="collapsed")
     if view == ONE:

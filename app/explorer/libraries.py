@@ -14,12 +14,16 @@ import streamlit as st
 from explorer import common
 from mmsa.types import Failure, InputError, MMSAError
 
-#: accepted upload formats (by file name ending) -> reader format
-FORMATS = {".sdf.gz": "sdf.gz", ".sdf": "sdf", ".csv": "csv", ".tsv": "tsv", ".smi": "smi",
-           ".smiles": "smi", ".txt": "smi"}
+#: upload formats the page names (the reader, mmsa.chem.io, decides what it reads; any of them
+#: may be gzipped)
+FORMAT_TEXT = ".smi, .csv, .tsv or .sdf file (.smiles, .txt, .ism, .tab, .sd too; .gz for any)"
 DEFAULT_MAX_UPLOAD_MB = 200
-SMILES_NAMES = ("smiles", "canonical_smiles", "smi", "isomeric_smiles", "canonical smiles")
-ID_NAMES = ("id", "name", "compound id", "compound_id", "molecule_chembl_id", "title", "cid")
+TITLE = "(title line)"      # SDF: the record's first line as the id
+ROW_NUMBER = "(row number)"
+#: normalised column names that hold a compound's name (preferred as ids when textual)
+NAME_LIKE = ("name", "compoundname", "moleculename", "molname", "drugname", "prefname",
+             "genericname", "commonname", "title", "compound", "molecule")
+_SNIFF_BYTES = 65536
 
 
 def max_upload_bytes() -> int:
@@ -33,13 +37,57 @@ def max_upload_bytes() -> int:
 
 
 def file_format(filename: str) -> str:
-    """Format of an uploaded file from its name; InputError for anything we cannot read."""
-    low = filename.lower()
-    for ext, fmt in FORMATS.items():
-        if low.endswith(ext):
-            return fmt
-    raise InputError(f"{filename!r} is not a format we read: upload a .smi, .csv, .tsv, .sdf or "
-                     ".sdf.gz file")
+    """Format of an uploaded file from its name ("smi", "csv", "tsv", "sdf", plus ".gz" when
+    gzipped), as the reader (:func:`mmsa.chem.io.detect_format`) sees it; InputError for
+    anything it cannot read."""
+    from mmsa.chem.io import detect_format
+
+    try:
+        fmt, gz = detect_format(Path(filename).name)
+    except InputError:
+        raise InputError(f"{Path(filename).name!r} is not a format we read: upload a "
+                         f"{FORMAT_TEXT}") from None
+    return fmt + (".gz" if gz else "")
+
+
+def _head(filename: str, data: bytes, size: int = _SNIFF_BYTES) -> bytes:
+    """The first ``size`` bytes of the upload's content (gunzipped when it is .gz)."""
+    if not file_format(filename).endswith(".gz"):
+        return data[:size]
+    import zlib
+
+    if data[:2] != b"\x1f\x8b":
+        raise InputError(f"{filename!r} ends in .gz but is not a gzip file")
+    try:
+        return zlib.decompressobj(wbits=31).decompress(data, size)
+    except zlib.error as exc:
+        raise InputError(f"{filename!r} is not a readable gzip file ({exc})") from None
+
+
+def sniff_text(filename: str, data: bytes) -> str:
+    """Check that an upload is text, not a binary file with a molecule file's name; returns
+    the encoding to read it with ("utf-8", or "cp1252" for 8-bit text that is not UTF-8).
+
+    Raises:
+        InputError: the content is binary (NUL bytes or control characters).
+    """
+    head = _head(filename, data)
+    fmt = file_format(filename).removesuffix(".gz").upper()
+    binary = InputError(f"{filename!r} is not a text {fmt} file (its content is binary: an "
+                        "image, archive or spreadsheet?). Save it as text (CSV, TSV, SMILES "
+                        "or SD file) and upload that.")
+    if b"\x00" in head:
+        raise binary
+    controls = sum(head.count(bytes([c])) for c in range(32) if c not in (9, 10, 12, 13))
+    if head and controls / len(head) > 0.01:
+        raise binary
+    try:
+        head.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(head) - 4 and len(head) == _SNIFF_BYTES:
+            return "utf-8"  # a character cut at the end of the sample
+    return "cp1252"
 
 
 def check_upload(filename: str, size: int) -> str:
@@ -54,43 +102,139 @@ def check_upload(filename: str, size: int) -> str:
     return fmt
 
 
-def upload_columns(filename: str, data: bytes) -> list[str]:
-    """Column names of a CSV/TSV upload (header line); [] for SMILES and SD files."""
-    fmt = file_format(filename)
-    if fmt not in ("csv", "tsv"):
-        return []
-    head = data[:65536].decode("utf-8", errors="replace").splitlines()
-    if not head:
-        return []
+def upload_preview(filename: str, data: bytes, rows: int = 200
+                   ) -> tuple[list[str], dict[str, list[str]]]:
+    """Column names of an upload and a sample of their values (first ``rows`` records).
+
+    CSV/TSV: the header's columns; SDF: the data field names of the first records, after
+    :data:`TITLE` (the record's title line); SMILES files: no columns.
+    """
     import csv
+    import io
 
-    sep = "\t" if fmt == "tsv" else ","
-    return [c.strip() for c in next(csv.reader([head[0]], delimiter=sep))]
+    fmt = file_format(filename).removesuffix(".gz")
+    head = _head(filename, data)
+    text = head.decode(sniff_text(filename, data), errors="replace")
+    if fmt in ("csv", "tsv"):
+        lines = text.splitlines()
+        if len(head) == _SNIFF_BYTES and len(lines) > 1:
+            lines = lines[:-1]  # the last line may be cut
+        reader = csv.reader(io.StringIO("\n".join(lines)), delimiter="\t" if fmt == "tsv" else ",")
+        try:
+            header = [c.strip() for c in next(reader)]
+        except StopIteration:
+            return [], {}
+        samples: dict[str, list[str]] = {c: [] for c in header}
+        for i, rec in enumerate(reader):
+            if i >= rows:
+                break
+            for c, v in zip(header, rec):
+                samples[c].append(v)
+        return header, samples
+    if fmt == "sdf":
+        records = text.split("$$$$")
+        if len(head) == _SNIFF_BYTES and len(records) > 1:
+            records = records[:-1]
+        fields: dict[str, list[str]] = {TITLE: []}
+        for rec in records[:rows]:
+            lines = rec.lstrip("\r\n").splitlines()
+            if not any(line.strip() for line in lines):
+                continue
+            fields[TITLE].append(lines[0].strip() if lines else "")
+            for j, line in enumerate(lines):
+                m = re.match(r"^>.*?<([^>]+)>", line)
+                if m:
+                    value = lines[j + 1].strip() if j + 1 < len(lines) else ""
+                    fields.setdefault(m.group(1), []).append(value)
+        return list(fields), fields
+    return [], {}
 
 
-def _guess(columns: list[str], names: tuple[str, ...]) -> str | None:
-    low = {c.lower(): c for c in columns}
-    for n in names:
-        if n in low:
-            return low[n]
-    return None
+def upload_columns(filename: str, data: bytes) -> list[str]:
+    """Column names of a CSV/TSV upload (header line), SDF data fields after :data:`TITLE`;
+    [] for SMILES files."""
+    return upload_preview(filename, data)[0]
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-.]", "", str(name).lower())
 
 
 def guess_smiles_column(columns: list[str]) -> str | None:
-    return _guess(columns, SMILES_NAMES) or next((c for c in columns if "smiles" in c.lower()), None)
+    """The SMILES column by name, as the reader finds it (mmsa.chem.io.SMILES_NAMES)."""
+    from mmsa.chem.io import SMILES_NAMES
+
+    by_norm = {}
+    for c in columns:
+        by_norm.setdefault(_norm(c), c)
+    for n in SMILES_NAMES:
+        if n in by_norm:
+            return by_norm[n]
+    return next((c for c in columns if "smiles" in c.lower()), None)
 
 
-def guess_id_column(columns: list[str]) -> str | None:
-    return _guess(columns, ID_NAMES)
+def _textual(values: list[str]) -> bool:
+    """Mostly non-numeric, non-empty values."""
+    vals = [v.strip() for v in values if v and v.strip()]
+    if not vals:
+        return False
+    numeric = 0
+    for v in vals:
+        try:
+            float(v)
+            numeric += 1
+        except ValueError:
+            pass
+    return numeric / len(vals) < 0.5
+
+
+def _distinct(values: list[str]) -> bool:
+    vals = [v.strip() for v in values if v and v.strip()]
+    return bool(vals) and len(set(vals)) >= 0.9 * len(vals)
+
+
+def guess_id_column(columns: list[str], samples: dict[str, list[str]] | None = None) -> str | None:
+    """The id column to offer first.
+
+    Names a chemist reads (a textual column called name, compound_name, title, ...) come
+    before codes (id, CID, ChEMBL id), whatever their order in the file; with ``samples``
+    (values per column) a numeric column (a PubChem CID) loses to a textual one, and a
+    column whose values repeat is not an id. The SDF title line (:data:`TITLE`) is kept
+    when its values are distinct.
+    """
+    from mmsa.chem.io import ID_NAMES
+
+    by_norm: dict[str, str] = {}
+    for c in columns:
+        if c != TITLE:
+            by_norm.setdefault(_norm(c), c)
+    names = [by_norm[n] for n in NAME_LIKE if n in by_norm]
+    codes = [by_norm[n] for n in ID_NAMES if n in by_norm and by_norm[n] not in names]
+    if samples is None:
+        ranked = names + codes
+        return ranked[0] if ranked else (TITLE if TITLE in columns else None)
+    cands = [c for c in names + codes if _distinct(samples.get(c, []))]
+    title_ok = TITLE in columns and _distinct(samples.get(TITLE, []))
+    for c in cands:  # a textual name
+        if c in names and _textual(samples[c]):
+            return c
+    if title_ok and _textual(samples[TITLE]):
+        return TITLE
+    for c in cands:  # a textual code (ChEMBL id, ZINC id)
+        if _textual(samples[c]):
+            return c
+    if title_ok:
+        return TITLE
+    return cands[0] if cands else None
 
 
 def default_name(filename: str) -> str:
     """A valid library name from a file name (``My drugs.sdf.gz`` -> ``My_drugs``)."""
     stem = Path(filename).name
-    for ext in sorted(FORMATS, key=len, reverse=True):
-        if stem.lower().endswith(ext):
-            stem = stem[: -len(ext)]
-            break
+    if stem.lower().endswith(".gz"):
+        stem = stem[:-3]
+    if "." in stem:
+        stem = stem.rsplit(".", 1)[0]
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._-") or "library"
     return stem[:64]
 
@@ -98,12 +242,31 @@ def default_name(filename: str) -> str:
 def estimate_rows(filename: str, data: bytes) -> int | None:
     """Rough molecule count of an upload, for the progress bar (None if unknown)."""
     fmt = file_format(filename)
+    if fmt.endswith(".gz"):
+        return None
     if fmt == "sdf":
         return data.count(b"$$$$") or None
-    if fmt == "sdf.gz":
-        return None
     lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     return max(1, lines - (1 if fmt in ("csv", "tsv") else 0))
+
+
+OVERWRITE_LABEL = "Replace a library of the same name"
+
+
+def name_taken_message(name: str) -> str:
+    return (f"A library named **{name}** already exists. Tick \"{OVERWRITE_LABEL}\" to "
+            "rebuild it from this file, or choose another name.")
+
+
+def _clean_message(exc: MMSAError, tmp: Path, filename: str, name: str) -> MMSAError:
+    """``exc`` with the server's temporary path replaced by the uploaded file's name, and
+    command-line advice replaced by the page's words."""
+    text = str(exc).replace(str(tmp / Path(filename).name), filename)
+    text = re.sub(re.escape(str(tmp)) + r"[^\s:'\"]*", filename, text)
+    if "--overwrite" in text or "overwrite=True" in text:
+        text = name_taken_message(name)
+    out = type(exc)(text)
+    return out
 
 
 def build_from_upload(filename: str, data: bytes, name: str, *, smiles_col: str | None = None,
@@ -111,20 +274,33 @@ def build_from_upload(filename: str, data: bytes, name: str, *, smiles_col: str 
                       root=None, progress=None):
     """Build library ``name`` from an uploaded file's bytes (a :class:`BuildReport`).
 
-    The bytes go to a temporary file (kept only for the build); the store builds atomically, so
-    any InputError/LibraryError (unreadable file, no SMILES column, all rows invalid, name
-    taken) leaves nothing behind.
+    The bytes are checked (a binary file with a molecule file's name is refused; 8-bit text
+    that is not UTF-8 is read as Windows-1252), written to a temporary file (kept only for
+    the build) and built atomically, so any InputError/LibraryError (unreadable file, no
+    SMILES column, all rows invalid, name taken) leaves nothing behind. Messages name the
+    uploaded file, never the server's temporary path.
     """
-    from mmsa.library import build_library, check_name
+    from mmsa.library import build_library, check_name, library_path
 
-    check_upload(filename, len(data))
+    fmt = check_upload(filename, len(data))
     check_name(name)
+    if not overwrite and library_path(name, root).exists():
+        raise InputError(name_taken_message(name))
+    encoding = sniff_text(filename, data)
+    if encoding != "utf-8" and not fmt.endswith(".gz"):
+        data = data.decode(encoding, errors="replace").encode("utf-8")
+    if id_col == TITLE:
+        id_col = None
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(filename).name).lstrip(".") or "upload"
     with tempfile.TemporaryDirectory(prefix="mmsa-upload-") as tmp:
         path = Path(tmp) / safe
         path.write_bytes(data)
-        return build_library(path, name, root=root, encoder=encoder, smiles_col=smiles_col or None,
-                             id_col=id_col or None, overwrite=overwrite, progress=progress)
+        try:
+            return build_library(path, name, root=root, encoder=encoder,
+                                 smiles_col=smiles_col or None, id_col=id_col or None,
+                                 overwrite=overwrite, progress=progress)
+        except MMSAError as exc:
+            raise _clean_message(exc, Path(tmp), safe, name) from None
 
 
 def failures_frame(failures: list[Failure]) -> pd.DataFrame:
@@ -175,30 +351,38 @@ def upload_section(encoder) -> None:
     st.subheader("Add a library from a file")
     limit_mb = max_upload_bytes() / 2**20
     # a new key after each successful build empties the uploader
-    up = st.file_uploader(f"A .smi, .csv, .tsv, .sdf or .sdf.gz file (up to {limit_mb:.0f} MB)",
+    up = st.file_uploader(f"A {FORMAT_TEXT}, up to {limit_mb:.0f} MB",
                           key=f"upload_file_{st.session_state.get('uploads_built', 0)}")
     if up is None:
         return
     data = up.getvalue()
     try:
         check_upload(up.name, len(data))
+        columns, samples = upload_preview(up.name, data)
     except InputError as exc:
         st.error(str(exc))
         return
-    columns = upload_columns(up.name, data)
     c1, c2, c3 = st.columns(3)
     smiles_col = id_col = None
-    if columns:
+    is_sdf = file_format(up.name).startswith("sdf")
+    if columns and not is_sdf:
         guess = guess_smiles_column(columns)
         smiles_col = c1.selectbox("SMILES column", columns, key="upload_smiles_col",
                                   index=columns.index(guess) if guess in columns else 0)
-        id_choices = ["(row number)", *columns]
-        gid = guess_id_column(columns)
-        id_col = c2.selectbox("ID column", id_choices, key="upload_id_col",
-                              index=id_choices.index(gid) if gid in id_choices else 0)
-        id_col = None if id_col == "(row number)" else id_col
+    if columns:
+        id_choices = columns if is_sdf else [ROW_NUMBER, *[c for c in columns if c != smiles_col]]
+        gid = guess_id_column(columns, samples)
+        id_col = c2.selectbox("ID field" if is_sdf else "ID column", id_choices,
+                              key="upload_id_col",
+                              index=id_choices.index(gid) if gid in id_choices else 0,
+                              help="What names each molecule on the pages and in exports. "
+                                   "Guessed: a textual name column first (compound_name, "
+                                   "title, ...), then a code (id, CID).")
+        if is_sdf and id_col != TITLE:
+            c1.caption(f"Ids from the SD field **{id_col}**.")
+        id_col = None if id_col == ROW_NUMBER else id_col
     name = c3.text_input("Library name", value=default_name(up.name), key="upload_name")
-    overwrite = st.checkbox("Replace a library of the same name", key="upload_overwrite")
+    overwrite = st.checkbox(OVERWRITE_LABEL, key="upload_overwrite")
     if st.button("Build library", type="primary", key="upload_build"):
         bar = common.ProgressBar(f"Embedding {up.name}", total_hint=estimate_rows(up.name, data))
         try:

@@ -212,7 +212,8 @@ def render() -> None:
         event = st.plotly_chart(fig, key="map_chart", on_select="rerun",
                                 selection_mode=("points", "box", "lasso"), width="stretch")
     with right:
-        hover_panel(lib, option, colour)
+        with st.container(key="map_hover_panel"):
+            hover_panel(lib, option, colour)
     rows = selected_rows(event)
     if rows:
         sel = selection_frame(lib, rows)
@@ -228,7 +229,7 @@ def render() -> None:
                            file_name=f"{lib.name}-selection.sdf", mime="chemical/x-mdl-sdfile",
                            key="dl_sel_sdf", on_click="ignore")
         if s3.button("Show the first one's hyperedge", key="map_to_hyperedge"):
-            st.session_state[common.FOCUS_KEY] = int(sel["row"].iloc[0])
+            common.focus_on(int(sel["row"].iloc[0]))
             st.switch_page("pages/hyperedges.py")
 
     st.divider()

@@ -18,6 +18,8 @@ from mmsa.viz.grid import Card, grid_html
 from mmsa.viz.motif import motif_smiles
 
 N_PROTOTYPES = 3
+PICTURE = (300, 220)  # prototype depictions (pixels); shown at THUMB_ROW px high in the table
+THUMB_ROW = 150
 MEMBER_GRID = 12
 MOTIF_MEMBERS = 8  # the common motif of a slot is the MCS of its top members
 
@@ -43,7 +45,7 @@ def slot_overview(key, m, _lib) -> pd.DataFrame:
     for j in range(N_PROTOTYPES):
         rows = [p[j] if len(p) > j else None for p in table["prototypes"]]
         table[f"prototype {j + 1}"] = [
-            None if r is None else common.svg_data_uri(common.depict_svg(meta["smiles"].iloc[r], width=180, height=140))
+            None if r is None else common.svg_data_uri(common.depict_svg(meta["smiles"].iloc[r], width=PICTURE[0], height=PICTURE[1]))
             for r in rows]
     table["prototype ids"] = [", ".join(str(meta["id"].iloc[r]) for r in p) for p in table["prototypes"]]
     return table
@@ -90,14 +92,15 @@ def render() -> None:
     table = slot_overview(key, m, _lib=lib)
     only_used = st.toggle("Hide empty slots", value=True, key="mem_hide_empty")
     shown = table[table["size"] > 0] if only_used else table
-    cfg = {f"prototype {j + 1}": st.column_config.ImageColumn(f"prototype {j + 1}", width="small")
+    cfg = {f"prototype {j + 1}": st.column_config.ImageColumn(f"prototype {j + 1}", width="medium",
+                                                              help="double-click to enlarge")
            for j in range(N_PROTOTYPES)}
     cfg["mean_weight"] = st.column_config.NumberColumn("mean weight", format="%.3f")
     cfg["usage"] = st.column_config.ProgressColumn("usage", min_value=0.0,
                                                    max_value=float(max(table["usage"].max(), 1e-9)),
                                                    format="%.3f")
     st.dataframe(shown.drop(columns=["prototypes"]), column_config=cfg, hide_index=True,
-                 row_height=80, width="stretch")
+                 row_height=THUMB_ROW, width="stretch")
 
     used = table.loc[table["size"] > 0, "slot"].tolist()
     if not used:

@@ -1,12 +1,14 @@
-"""Search page: a query SMILES (or SMARTS for substructure), mode, k, threshold -> hit grid."""
+"""Search page: a query SMILES (a SMARTS pattern in substructure mode), mode, k, threshold ->
+a grid with one card per parent structure (salt forms grouped), a table and exports of every
+row."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from explorer import common
+from mmsa.library.results import K_MAX, SCORE_COLUMNS, check_k, search_parents
 from mmsa.types import InputError, MMSAError
 from mmsa.viz.export import to_csv_bytes, to_sdf_bytes
 from mmsa.viz.grid import Card, grid_html
@@ -15,68 +17,70 @@ MODES = ("embedding", "tanimoto", "substructure", "exact")
 MODE_HELP = {
     "embedding": "cosine similarity of MMSA embeddings (each hit also shows its Morgan Tanimoto)",
     "tanimoto": "Morgan r=2 2048-bit Tanimoto, exact over the whole library",
-    "substructure": "molecules containing the pattern (SMILES or SMARTS)",
+    "substructure": "molecules containing the pattern, read as SMARTS (a SMILES is valid "
+                    "SMARTS: lower-case atoms are aromatic, [nH] needs the H)",
     "exact": "the same molecule after standardisation",
 }
-SCORE_COLUMNS = ("rank", "row", "id", "smiles", "score", "cosine", "tanimoto")
+#: one label and help whatever the mode (a widget whose label changes is a new widget)
+QUERY_LABEL = "Query: a SMILES (substructure mode: a SMARTS pattern)"
+QUERY_HELP = ("Embedding, tanimoto and exact modes read a SMILES, standardised (salts stripped) "
+              "as the library was. Substructure mode reads a SMARTS pattern (a SMILES is valid "
+              "SMARTS): `c1ccc2[nH]ccc2c1` matches indoles with a free N-H only; lower-case "
+              "atoms are aromatic, upper-case aliphatic; a ring in Kekulé form (C1=CC=CC=C1) "
+              "is read as aromatic.")
+PATTERN_NOTE = ("Substructure mode: the query is read as a **SMARTS** pattern (a SMILES is valid "
+                "SMARTS; `[nH]` requires the N-H, lower-case atoms are aromatic).")
 GRID_LIMIT = 48  # hits drawn as pictures; the table and exports hold all of them
+FIELDS_PER_CARD = 6
 EXAMPLE = "CN1CCC[C@H]1c1cccnc1"
 DRAWN_KEY = "search_drawn"  # SMILES applied in the sketcher, copied into the query box
 
 
-def run_search(lib, query: str, mode: str = "embedding", k: int | None = 12,
-               threshold: float | None = None) -> pd.DataFrame:
-    """``lib.search`` with the page's input rules: empty query or unknown mode -> InputError."""
-    query = (query or "").strip()
-    if not query:
-        raise InputError("enter a query SMILES")
+def run_search(lib, query: str, mode: str = "embedding", k=12, threshold: float | None = None,
+               cosine: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The page's search: ``(every row, one row per parent)`` (see
+    :func:`mmsa.library.results.search_parents`); InputError for an empty query, an unknown
+    mode or k outside 1..K_MAX."""
     if mode not in MODES:
         raise InputError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
-    return lib.search(query, k=k, mode=mode, threshold=threshold)
-
-
-def add_cosine(lib, hits: pd.DataFrame, query: str) -> pd.DataFrame:
-    """Fill the embedding cosine of fingerprint/substructure/exact hits (the store leaves it NaN
-    outside embedding mode), so both similarities show whatever the mode. Needs the library's
-    encoder; a query that is not a molecule (a SMARTS pattern) keeps NaN."""
-    from mmsa.chem.standardize import standardize_smiles
-
-    if hits.empty or "cosine" not in hits or hits["cosine"].notna().all():
-        return hits
-    try:
-        vec = lib.embed_query(standardize_smiles(query))
-    except MMSAError:
-        return hits
-    out = hits.copy()
-    rows = out["row"].to_numpy(dtype=np.int64)
-    out["cosine"] = np.asarray(lib.vectors[rows], dtype=np.float32) @ vec
-    return out
+    return search_parents(lib, query, mode, check_k(k), threshold, cosine=cosine)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _cached_search(key, query, mode, k, threshold, can_embed, _lib):
-    hits = run_search(_lib, query, mode, k, threshold)
-    return add_cosine(_lib, hits, query) if can_embed and mode != "embedding" else hits
+    return run_search(_lib, query, mode, k, threshold, cosine=can_embed)
 
 
 def property_columns(hits: pd.DataFrame) -> list[str]:
     """The library's own columns among the hit columns (everything but scores and SMILES)."""
-    return [c for c in hits.columns if c not in SCORE_COLUMNS and c != "input_smiles"]
+    return [c for c in hits.columns
+            if c not in SCORE_COLUMNS and c not in ("input_smiles", "ids", "rows", "forms")]
 
 
-def hit_cards(hits: pd.DataFrame, query: str, mode: str, limit: int = GRID_LIMIT) -> list[Card]:
-    """One card per hit: depiction aligned to the query with the matched part highlighted,
-    both similarity scores and the library's properties (all text escaped by the grid)."""
-    props = property_columns(hits)
+def hit_cards(parents: pd.DataFrame, query: str, mode: str, limit: int = GRID_LIMIT) -> list[Card]:
+    """One card per parent structure: depiction aligned to the query with the matched part
+    highlighted, both similarity scores, every id of its forms and the library's properties
+    (all text escaped by the grid). Columns are read by name, so any column name works."""
+    from mmsa.library.results import parse_pattern
+
+    props = property_columns(parents)
+    pattern = query
+    if mode == "substructure":
+        try:
+            pattern = parse_pattern(query)[1]
+        except InputError:
+            pattern = query
     cards = []
-    for hit in hits.head(limit).itertuples(index=False):
-        row = hit._asdict() if hasattr(hit, "_asdict") else dict(zip(hits.columns, hit))
-        svg = common.depict_svg(row["smiles"], query=query, substructure=(mode == "substructure"))
-        fields = {}
+    for row in parents.head(limit).to_dict("records"):
+        svg = common.depict_svg(row["smiles"], query=pattern, substructure=(mode == "substructure"))
+        fields: dict[str, object] = {}
         for score in ("cosine", "tanimoto"):
             if score in row and pd.notna(row[score]):
                 fields[score] = f"{row[score]:.3f}"
-        for c in props[:6]:
+        ids = row.get("ids") or [row["id"]]
+        if len(ids) > 1:
+            fields[f"{len(ids)} entries"] = ", ".join(str(i) for i in ids)
+        for c in props[:FIELDS_PER_CARD]:
             fields[c] = row[c]
         cards.append(Card(svg=svg, title=str(row["id"]), subtitle=f"#{row['rank']}", fields=fields))
     return cards
@@ -107,11 +111,17 @@ def render() -> None:
     drawn = st.session_state.pop(DRAWN_KEY, None)
     if drawn:  # a structure applied in the sketcher on the previous run becomes the query
         st.session_state[common.SEARCH_INPUT_KEY] = drawn
-    query = c1.text_input("Query SMILES (or SMARTS for substructure)", key=common.SEARCH_INPUT_KEY,
-                          placeholder=f"e.g. {EXAMPLE}")
     mode = c2.selectbox("Mode", MODES, key="search_mode", help="\n".join(
         f"**{m}**: {h}" for m, h in MODE_HELP.items()))
-    k = c3.number_input("k", min_value=1, max_value=1000, value=12, step=1, key="search_k")
+    pattern_mode = mode == "substructure"
+    query = c1.text_input(QUERY_LABEL, key=common.SEARCH_INPUT_KEY, help=QUERY_HELP,
+                          placeholder=f"e.g. {EXAMPLE}")
+    if pattern_mode:
+        c1.caption(PATTERN_NOTE)
+    # no min/max on the widget: an out-of-range k would be refused in the browser and the old
+    # results would stay; the page says what is wrong instead
+    k = c3.number_input("k", value=12, step=1, key="search_k",
+                        help=f"how many compounds (1 to {K_MAX})")
     threshold = c4.number_input("threshold", min_value=0.0, max_value=1.0, value=0.0, step=0.05,
                                 key="search_threshold", help="keep hits scoring at least this")
     sketch = _sketcher()
@@ -127,34 +137,45 @@ def render() -> None:
         st.warning(f"Embedding search is unavailable: {why}. Use tanimoto, substructure or "
                    "exact search, or rebuild the library with the loaded model.")
         return
+    try:
+        k = check_k(k)
+    except InputError as exc:
+        st.error(f"{exc}. No search was run.")
+        return
     if not query.strip():
-        st.info(f"Type a SMILES and press Enter, e.g. `{EXAMPLE}` (nicotine).")
+        st.info("Type a SMARTS pattern and press Enter, e.g. `c1ccc2[nH]ccc2c1` (indoles with a "
+                "free N-H)." if pattern_mode else
+                f"Type a SMILES and press Enter, e.g. `{EXAMPLE}` (nicotine).")
         return
     try:
-        hits = _cached_search(common.library_key(lib), query.strip(), mode, int(k),
-                              float(threshold) or None, can_embed, _lib=lib)
+        rows, parents = _cached_search(common.library_key(lib), query.strip(), mode, k,
+                                       float(threshold) or None, can_embed, _lib=lib)
     except MMSAError as exc:
         st.error(f"Search failed: {exc}")
         return
     st.session_state[common.QUERY_KEY] = query.strip()
-    if hits.empty:
+    if parents.empty:
         st.warning("No hits. Lower the threshold, raise k, or try another mode.")
         return
-    shown = min(len(hits), GRID_LIMIT)
-    st.markdown(f"**{len(hits)} hits** for `{query.strip()}` ({mode})"
-                + (f"; the first {shown} are drawn" if shown < len(hits) else ""))
-    st.html(grid_html(hit_cards(hits, query.strip(), mode), columns=4))
-    with st.expander("Hits as a table", expanded=False):
-        st.dataframe(hits, hide_index=True, width="stretch")
+    shown = min(len(parents), GRID_LIMIT)
+    grouped = len(rows) - len(parents)
+    st.markdown(f"**{len(parents)} compounds** for `{query.strip()}` ({mode})"
+                + (f", {len(rows)} library entries ({grouped} salt forms or duplicates grouped "
+                   "with their parent)" if grouped else "")
+                + (f"; the first {shown} are drawn" if shown < len(parents) else ""))
+    st.html(grid_html(hit_cards(parents, query.strip(), mode), columns=4))
+    with st.expander("Hits as a table (every library entry)", expanded=False):
+        st.dataframe(rows, hide_index=True, width="stretch")
     d1, d2, d3 = st.columns([1, 1, 3])
-    # files are generated when clicked (an SDF of many hits takes a while)
-    d1.download_button("Download CSV", lambda: to_csv_bytes(hits), file_name=f"{lib.name}-hits.csv",
+    # files are generated when clicked (an SDF of many hits takes a while); every row goes out
+    d1.download_button("Download CSV", lambda: to_csv_bytes(rows), file_name=f"{lib.name}-hits.csv",
                        mime="text/csv", key="dl_hits_csv", on_click="ignore")
-    d2.download_button("Download SDF", lambda: to_sdf_bytes(hits), file_name=f"{lib.name}-hits.sdf",
+    d2.download_button("Download SDF", lambda: to_sdf_bytes(rows), file_name=f"{lib.name}-hits.sdf",
                        mime="chemical/x-mdl-sdfile", key="dl_hits_sdf", on_click="ignore")
     with d3:
-        pick = st.selectbox("Open a hit's hyperedge", hits["row"].tolist(), key="search_pick",
-                            format_func=lambda r: f"{hits.loc[hits['row'] == r, 'id'].iloc[0]} (row {r})")
+        ids = dict(zip(parents["row"], parents["id"]))
+        pick = st.selectbox("Open a hit's hyperedge", list(ids), key="search_pick",
+                            format_func=lambda r: f"{ids[r]} (row {r})")
         if st.button("Show hyperedge", key="search_to_hyperedge"):
-            st.session_state[common.FOCUS_KEY] = int(pick)
+            common.focus_on(int(pick))
             st.switch_page("pages/hyperedges.py")

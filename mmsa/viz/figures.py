@@ -150,19 +150,48 @@ def slot_weights_figure(weights: np.ndarray, top: int | None = None, title: str 
     return fig
 
 
+def histogram_bins(*groups: np.ndarray, max_bins: int = 60) -> tuple[float, float, float] | None:
+    """Shared bins ``(start, end, size)`` spanning exactly the finite values of ``groups``
+    (None when there are none): both histograms of a comparison use the same bars, and the
+    axis ends where the data do. Whole-number data get whole-number bar widths."""
+    vals = np.concatenate([np.asarray(g, dtype=np.float64).ravel() for g in groups if g is not None])
+    vals = vals[np.isfinite(vals)]
+    if not len(vals):
+        return None
+    lo, hi = float(vals.min()), float(vals.max())
+    if hi == lo:
+        return lo - 0.5, hi + 0.5, 1.0
+    n = len(np.histogram_bin_edges(vals, bins="auto")) - 1
+    n = int(min(max(n, 5), max_bins))
+    size = (hi - lo) / n
+    if np.all(vals == np.round(vals)):  # counts, years: bars of whole units, centred on them
+        size = max(1.0, float(np.ceil(size)))
+        return lo - 0.5, hi + 0.5, size
+    return lo, hi + size * 1e-9, size
+
+
 def distribution_figure(
     values: np.ndarray, reference: np.ndarray | None = None, name: str = "",
     group: str = "slot", reference_group: str = "library",
 ) -> go.Figure:
-    """Overlaid normalised histograms of a property for a group and (optionally) the library."""
+    """Overlaid normalised histograms of a property for a group and (optionally) the library,
+    on shared bins; the x axis spans the data (not plotly's rounded bin edges)."""
     fig = go.Figure()
+    vals = np.asarray(values, dtype=np.float64)
+    vals = vals[np.isfinite(vals)]
+    ref = None
     if reference is not None:
         ref = np.asarray(reference, dtype=np.float64)
-        fig.add_trace(go.Histogram(x=ref[np.isfinite(ref)], name=reference_group,
+        ref = ref[np.isfinite(ref)]
+    bins = histogram_bins(vals, ref)
+    xbins = None if bins is None else dict(start=bins[0], end=bins[1], size=bins[2])
+    if ref is not None:
+        fig.add_trace(go.Histogram(x=ref, name=reference_group, xbins=xbins, autobinx=False,
                                    histnorm="probability density", opacity=0.5))
-    vals = np.asarray(values, dtype=np.float64)
-    fig.add_trace(go.Histogram(x=vals[np.isfinite(vals)], name=group,
+    fig.add_trace(go.Histogram(x=vals, name=group, xbins=xbins, autobinx=False,
                                histnorm="probability density", opacity=0.7))
     fig.update_layout(barmode="overlay", height=280, margin=dict(l=10, r=10, t=30, b=10),
                       title=html.escape(name), showlegend=True)
+    if bins is not None:
+        fig.update_xaxes(range=[bins[0], bins[1]])
     return fig

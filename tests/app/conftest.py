@@ -74,3 +74,56 @@ def app(app_env):
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(str(APP_MAIN), default_timeout=120)
+
+
+#: the "odd" library: column names that are not Python identifiers (as in B3DB's TSV and
+#: RDKit's egfr.sdf), an indole with and without its N-H, and a drug with its salt form
+IMATINIB = "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1"
+ODD_ROWS = [
+    ("1", "IMATINIB", IMATINIB, "BBB-", "chembl"),
+    ("2", "IMATINIB MESYLATE", IMATINIB + ".CS(=O)(=O)O", "BBB-", "chembl"),
+    ("3", "indole", "c1ccc2[nH]ccc2c1", "BBB+", "zinc"),
+    ("4", "N-methylindole", "Cn1ccc2ccccc21", "BBB+", "zinc"),
+    ("5", "tryptamine", "NCCc1c[nH]c2ccccc12", "BBB+", "zinc"),
+    ("6", "alosetron", "Cc1[nH]cnc1CN1CCc2c(c3ccccc3n2C)C1=O", "BBB-", "drugbank"),
+    ("7", "aspirin", "CC(=O)Oc1ccccc1C(=O)O", "BBB-", "drugbank"),
+    ("8", "caffeine", "Cn1cnc2c1c(=O)n(C)c(=O)n2C", "BBB+", "drugbank"),
+    ("9", "nicotine", "CN1CCC[C@H]1c1cccnc1", "BBB+", "drugbank"),
+    ("10", "benzene", "c1ccccc1", "BBB+", "zinc"),
+    ("11", "phenol", "Oc1ccccc1", "BBB+", "zinc"),
+    ("12", "toluene", "Cc1ccccc1", "BBB+", "zinc"),
+]
+ODD_HEADER = ("NO.", "compound_name", "SMILES", "BBB+/BBB-", "MODEL.SOURCE")
+
+
+def write_odd_tsv(path: Path) -> Path:
+    path.write_text("\t".join(ODD_HEADER) + "\n" + "".join("\t".join(r) + "\n" for r in ODD_ROWS))
+    return path
+
+
+@pytest.fixture(scope="session")
+def odd_library(tmp_path_factory, app_checkpoint):
+    """(root, name) of library "odd" (ODD_ROWS, ids from compound_name)."""
+    from mmsa.library import build_library
+
+    src = write_odd_tsv(tmp_path_factory.mktemp("odd-src") / "odd.tsv")
+    root = tmp_path_factory.mktemp("odd-indexes")
+    build_library(src, "odd", root=root, encoder=app_checkpoint, id_col="compound_name",
+                  hyperedge_k=4, chunk_size=16)
+    return root, "odd"
+
+
+@pytest.fixture()
+def odd_env(app_env, odd_library):
+    """app_env with library "odd" beside "tiny"."""
+    import shutil
+
+    private, name, rows = app_env
+    shutil.copytree(odd_library[0] / "odd", private / "odd")
+    return private, name, rows
+
+
+@pytest.fixture()
+def odd_tsv(tmp_path) -> Path:
+    """The "odd" library's source file (a TSV with B3DB-like columns) in tmp_path."""
+    return write_odd_tsv(tmp_path / "odd.tsv")

@@ -148,7 +148,7 @@ def test_hyperedges_page_shows_members_with_motif(app, app_env):
     at = goto(app, "hyperedges")
     lib = open_library(name, root=root)
     centre = 0
-    at.text_input(key=f"hyperedge_id_{None}").set_value(rows[centre]["name"]).run()
+    at.text_input(key="hyperedge_id").set_value(rows[centre]["name"]).run()
     no_exception(at)
     page = html_of(at)
     members = lib.hyperedge(centre)
@@ -170,7 +170,7 @@ def test_hyperedges_page_shows_members_with_motif(app, app_env):
 
 def test_hyperedges_unknown_id_is_a_message(app):
     at = goto(app, "hyperedges")
-    at.text_input(key=f"hyperedge_id_{None}").set_value("no-such-molecule").run()
+    at.text_input(key="hyperedge_id").set_value("no-such-molecule").run()
     no_exception(at)
     assert any("no molecule with id" in e for e in errors_of(at))
 
