@@ -8,6 +8,7 @@ fingerprint is ``(packed[i // 8] >> (7 - i % 8)) & 1``. A 2,048-bit fingerprint 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -20,7 +21,8 @@ from mmsa.types import Failure, InputError
 
 __all__ = [
     "MORGAN_RADIUS", "MORGAN_BITS", "morgan_fingerprint", "morgan_fingerprints",
-    "pattern_fingerprint", "pack_bits", "unpack_bits", "popcount", "tanimoto",
+    "pattern_fingerprint", "screen_fingerprint", "relaxed_query",
+    "repack_pattern", "PATTERN_PACKING", "pack_bits", "unpack_bits", "popcount", "tanimoto",
 ]
 
 MORGAN_RADIUS = 2
@@ -71,14 +73,106 @@ def morgan_fingerprints(smiles: Sequence[str], radius: int = MORGAN_RADIUS,
     return out, ok, failures
 
 
+#: bit ``i`` of byte ``b`` reversed: maps RDKit's FPS-text byte order (bit 0 = least
+#: significant bit of byte 0) to :func:`numpy.packbits`' big-endian order, and back
+_REVERSE_BITS = np.array([int(f"{b:08b}"[::-1], 2) for b in range(256)], dtype=np.uint8)
+
+#: how pattern fingerprints are packed (recorded in library manifests)
+PATTERN_PACKING = "np.packbits, big-endian"
+#: the packing of libraries built before the fingerprint modules were unified
+PATTERN_PACKING_FPS = "BitVectToFPSText bytes"
+
+
 def pattern_fingerprint(smiles_or_mol, n_bits: int = MORGAN_BITS) -> np.ndarray:
-    """Packed RDKit pattern fingerprint, uint8 ``[n_bits // 8]``: a substructure screen
-    (a molecule can only contain a pattern whose set bits are all set in its own)."""
+    """Packed RDKit pattern fingerprint of a molecule, uint8 ``[n_bits // 8]``, in the same
+    big-endian bit order as :func:`morgan_fingerprint`.
+
+    A substructure screen: when molecule A is a substructure of molecule B, every bit of A's
+    fingerprint is set in B's. For a query *pattern* use :func:`screen_fingerprint`, which
+    is safe for SMARTS too.
+    """
     _check_bits(n_bits)
     fp = Chem.PatternFingerprint(_mol(smiles_or_mol), fpSize=n_bits)
-    bits = np.zeros(n_bits, dtype=np.uint8)
-    DataStructs.ConvertToNumpyArray(fp, bits)
-    return np.packbits(bits.astype(bool))
+    # FPS text is 10x cheaper than ConvertToNumpyArray; reverse each byte's bits
+    return _REVERSE_BITS[np.frombuffer(bytes.fromhex(DataStructs.BitVectToFPSText(fp)),
+                                       dtype=np.uint8)]
+
+
+def repack_pattern(packed: np.ndarray, packing: str) -> np.ndarray:
+    """Pattern fingerprints ``packed`` (:data:`PATTERN_PACKING`) converted to ``packing``
+    (:data:`PATTERN_PACKING` or :data:`PATTERN_PACKING_FPS`, for older libraries)."""
+    if packing == PATTERN_PACKING:
+        return packed
+    if packing == PATTERN_PACKING_FPS:
+        return _REVERSE_BITS[np.asarray(packed, dtype=np.uint8)]
+    raise ValueError(f"unknown pattern fingerprint packing {packing!r}")
+
+
+def _implied_elements(description: list[str], pos: int = 0) -> tuple[set | None, int]:
+    """Atomic numbers an RDKit query atom can match, from ``DescribeQuery()`` lines: a set,
+    or None for "any". Sound by construction: AND intersects, OR unites, anything negated or
+    unknown (degree, ring, recursion, ...) allows every element. Returns (set, next line)."""
+    line = description[pos]
+    depth = len(line) - len(line.lstrip(" "))
+    text = line.strip()
+    name = text.split(" ", 1)[0]
+    nxt = pos + 1
+    if name in ("AtomAnd", "AtomOr"):
+        kids = []
+        while nxt < len(description):
+            d = len(description[nxt]) - len(description[nxt].lstrip(" "))
+            if d <= depth:
+                break
+            kid, nxt = _implied_elements(description, nxt)
+            kids.append(kid)
+        if name == "AtomAnd":
+            sets = [k for k in kids if k is not None]
+            return (set.intersection(*sets) if sets else None), nxt
+        return (None if any(k is None for k in kids) else set().union(*kids)), nxt
+    # skip any children of a node we do not reason about
+    while nxt < len(description) and (len(description[nxt]) -
+                                      len(description[nxt].lstrip(" "))) > depth:
+        nxt += 1
+    m = re.fullmatch(r"(AtomAtomicNum|AtomType) (-?\d+) = val", text)
+    if m:
+        value = int(m.group(2))
+        return {value % 1000 if m.group(1) == "AtomType" else value}, nxt
+    return None, nxt
+
+
+def relaxed_query(pattern: Chem.Mol) -> Chem.Mol:
+    """A query that every match of SMARTS ``pattern`` also matches, written only with the
+    query features RDKit's pattern fingerprint handles exactly: each atom becomes ``[#Z]``
+    when its query implies one element Z (not hydrogen), else ``*``; each bond ``~``."""
+    rw = Chem.RWMol(pattern)
+    for atom in pattern.GetAtoms():
+        if atom.HasQuery():
+            lines = [ln for ln in atom.DescribeQuery().split("\n") if ln.strip()]
+            elems, _ = _implied_elements(lines) if lines else (None, 0)
+        else:
+            elems = {atom.GetAtomicNum()}
+        if elems is not None and len(elems) == 1 and next(iter(elems)) > 1:
+            new = Chem.AtomFromSmarts(f"[#{next(iter(elems))}]")
+        else:
+            new = Chem.AtomFromSmarts("*")
+        rw.ReplaceAtom(atom.GetIdx(), new)
+    for bond in pattern.GetBonds():
+        rw.ReplaceBond(bond.GetIdx(), Chem.BondFromSmarts("~"))
+    return rw.GetMol()
+
+
+def screen_fingerprint(query: Chem.Mol, n_bits: int = MORGAN_BITS) -> np.ndarray:
+    """Pattern fingerprint of a substructure *query*, safe to screen molecules' fingerprints
+    (:func:`pattern_fingerprint`) with: no molecule that matches ``query`` lacks a bit.
+
+    A query from SMILES (a molecule: no query atoms or bonds) gets its own fingerprint, the
+    case RDKit's screen is designed for. A SMARTS query is first relaxed
+    (:func:`relaxed_query`): RDKit's fingerprint of SMARTS atoms such as ``[D4;#6]`` sets
+    bits that matching molecules lack (false negatives: issue 11).
+    """
+    is_query = any(a.HasQuery() for a in query.GetAtoms()) or any(
+        b.HasQuery() for b in query.GetBonds())
+    return pattern_fingerprint(relaxed_query(query) if is_query else query, n_bits)
 
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:

@@ -8,7 +8,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
+
+#: terminal control characters (ANSI escapes start with ESC): never printed from user data
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _clean(text) -> str:
+    """``text`` with control characters shown as ``?`` (file contents never drive the
+    terminal)."""
+    return _CONTROL.sub("?", str(text))
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -87,13 +97,23 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "search", help="search a library with a query molecule",
         description="Search a library: embedding (MMSA cosine), tanimoto (Morgan r=2 2048), "
-                    "substructure (SMILES/SMARTS pattern) or exact (same standardised molecule).",
+                    "substructure (SMILES/SMARTS pattern) or exact (same standardised "
+                    "structure, stereo included; tautomers are not merged). Limits: "
+                    "mmsa.limits (k, query size, substructure time).",
     )
     p.add_argument("name", help="library name")
     p.add_argument("--smiles", required=True, help="query SMILES (SMARTS allowed for substructure)")
-    p.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
+    p.add_argument("-k", type=int, default=10,
+                   help="number of hits (default 10; 1 to mmsa.limits.MAX_K = 10,000)")
+    p.add_argument("--all", action="store_true",
+                   help="every hit (tanimoto, substructure, exact; not embedding)")
     p.add_argument("--mode", default="embedding",
-                   choices=["embedding", "tanimoto", "substructure", "exact"])
+                   choices=["embedding", "tanimoto", "substructure", "exact"],
+                   help="embedding: MMSA cosine; tanimoto: Morgan r=2 2048; substructure: "
+                        "SMILES/SMARTS pattern; exact: the same standardised structure "
+                        "(largest fragment, neutralised), stereo included: a query without "
+                        "stereo, or another tautomer, does not match (no tautomer-"
+                        "insensitive key yet)")
     p.add_argument("--threshold", type=float, default=None, help="minimum score")
     p.add_argument("--format", default="table", choices=["table", "csv"], help="output format")
     _encoder_opt(p)
@@ -136,7 +156,7 @@ def _report(report) -> None:
         file=sys.stderr,
     )
     for f in report.failures[:20]:
-        print(f"  failed: {f}", file=sys.stderr)
+        print(_clean(f"  failed: {f}"), file=sys.stderr)
     if len(report.failures) > 20:
         print(f"  ... and {len(report.failures) - 20} more (see `mmsa index info "
               f"{report.name} --json`)", file=sys.stderr)
@@ -193,7 +213,7 @@ def _list(args: argparse.Namespace) -> int:
     ]
     widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
     for r in [header, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+        print(_clean("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip()))
     return 0
 
 
@@ -203,7 +223,7 @@ def _info(args: argparse.Namespace) -> int:
     lib = open_library(args.name, root=args.indexes, verify="full" if args.verify else "auto")
     m = lib.manifest
     if args.json:
-        print(json.dumps(m, indent=1, default=str))
+        print(json.dumps(m, indent=1, default=str))  # JSON escapes control characters
         return 0
     idx = m["index"]
     lines = [
@@ -227,7 +247,7 @@ def _info(args: argparse.Namespace) -> int:
         lines.append(("source", f"{s['path']} ({s['n_ok']:,} ok, {s['n_failed']:,} failed)"))
     width = max(len(k) for k, _ in lines)
     for k, v in lines:
-        print(f"{k.ljust(width)}  {v}")
+        print(_clean(f"{k.ljust(width)}  {v}"))
     return 0
 
 
@@ -257,15 +277,21 @@ def _ensure_default(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from mmsa import limits
     from mmsa.library import open_library
 
+    k = None if args.all else limits.check_k(args.k)
+    # sizes at open; every file's checksum is still checked before its first use
     lib = open_library(args.name, root=args.indexes, encoder=args.checkpoint, verify="size")
-    hits = lib.search(args.smiles, k=args.k, mode=args.mode, threshold=args.threshold)
+    hits = lib.search(args.smiles, k=k, mode=args.mode, threshold=args.threshold)
     for col in ("score", "tanimoto", "cosine"):
         hits[col] = hits[col].round(4)
     if args.format == "csv":
+        if sys.stdout.isatty():  # a terminal: no control characters; a file: the data as is
+            hits = _clean_frame(hits)
         hits.to_csv(sys.stdout, index=False)
         return 0
+    hits = _clean_frame(hits)
     if hits.empty:
         print("no hits", file=sys.stderr)
         return 0
@@ -273,3 +299,12 @@ def _search(args: argparse.Namespace) -> int:
                            "display.max_colwidth", 50):
         print(hits.to_string(index=False))
     return 0
+
+
+def _clean_frame(frame):
+    """``frame`` with control characters removed from column names and text cells."""
+    frame = frame.rename(columns=lambda c: _clean(c))
+    for col in frame.columns:
+        if frame[col].dtype == object:
+            frame[col] = frame[col].map(lambda v: _clean(v) if isinstance(v, str) else v)
+    return frame

@@ -1,5 +1,8 @@
 """The on-disk library store: build, append, open, search, hyperedges.
 
+Split by job: layout.py (names, files), build.py (build, append, delete, lock, swap,
+recovery), library.py (open, verify, snapshot, list), query.py (search modes).
+
 A library is one folder ``indexes/NAME/`` (see docs/architecture.md, "A library on disk").
 Nothing heavy is imported here: torch is imported only when molecules are embedded, faiss only
 when an index is built or searched.
@@ -12,17 +15,18 @@ when an index is built or searched.
 
 from __future__ import annotations
 
-from mmsa.library.store import (
-    MODES,
+from mmsa.library.build import (
     BuildReport,
-    Library,
-    LibraryInfo,
     add_to_library,
     build_library,
-    check_name,
     delete_library,
     ensure_default_library,
-    library_path,
+)
+from mmsa.library.layout import check_name, library_path
+from mmsa.library.library import (
+    MODES,
+    Library,
+    LibraryInfo,
     list_libraries,
     open_library,
 )

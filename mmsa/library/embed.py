@@ -19,7 +19,7 @@ from mmsa.types import Failure
 
 log = logging.getLogger(__name__)
 
-#: Morgan fingerprint settings (the fingerprint baseline users expect)
+#: Morgan fingerprint settings (the fingerprint baseline users expect; mmsa.chem.fingerprints)
 MORGAN_RADIUS = 2
 FP_BITS = 2048
 FP_BYTES = FP_BITS // 8
@@ -46,23 +46,11 @@ class ChunkResult:
     failures: list[Failure] = field(default_factory=list)
 
 
-def _rdkit():
-    from rdkit import Chem
-    from rdkit.Chem import rdFingerprintGenerator
-
-    return Chem, rdFingerprintGenerator
-
-
-_MORGAN = None
-
-
 def morgan_generator():
-    """The shared Morgan r=2, 2048-bit generator (created once per process)."""
-    global _MORGAN
-    if _MORGAN is None:
-        _, gen = _rdkit()
-        _MORGAN = gen.GetMorganGenerator(radius=MORGAN_RADIUS, fpSize=FP_BITS)
-    return _MORGAN
+    """The shared Morgan r=2, 2048-bit generator (:mod:`mmsa.chem.fingerprints`' own)."""
+    from mmsa.chem.fingerprints import _generator
+
+    return _generator(MORGAN_RADIUS, FP_BITS)
 
 
 def parse_smiles(smiles: str):
@@ -77,26 +65,27 @@ def parse_smiles(smiles: str):
 
 
 def morgan_packed(mol) -> np.ndarray:
-    """Morgan r=2 2048-bit fingerprint of ``mol`` as packed bits: uint8 [256]."""
-    return np.packbits(morgan_generator().GetFingerprintAsNumPy(mol).astype(bool))
+    """Morgan r=2 2048-bit fingerprint of ``mol`` as packed bits: uint8 [256]
+    (:func:`mmsa.chem.fingerprints.morgan_fingerprint`)."""
+    from mmsa.chem.fingerprints import morgan_fingerprint
+
+    return morgan_fingerprint(mol, MORGAN_RADIUS, FP_BITS)
 
 
 def pattern_packed(mol) -> np.ndarray:
-    """RDKit pattern fingerprint (the substructure screen) as bytes: uint8 [256].
+    """RDKit pattern fingerprint of a molecule: uint8 [256]
+    (:func:`mmsa.chem.fingerprints.pattern_fingerprint`, big-endian like Morgan)."""
+    from mmsa.chem.fingerprints import pattern_fingerprint
 
-    Bit order is RDKit's FPS text order (bit 0 = least significant bit of byte 0); only
-    subset tests use these, so any fixed order works, and this one is 10x cheaper to get.
-    """
-    from rdkit import DataStructs
-
-    Chem, _ = _rdkit()
-    fp = Chem.PatternFingerprint(mol, FP_BITS)
-    return np.frombuffer(bytes.fromhex(DataStructs.BitVectToFPSText(fp)), dtype=np.uint8)
+    return pattern_fingerprint(mol, FP_BITS)
 
 
 def pattern_query_packed(query_mol) -> np.ndarray:
-    """Pattern fingerprint of a query (a Mol from SMILES or SMARTS): uint8 [256]."""
-    return pattern_packed(query_mol)
+    """Screen fingerprint of a query (a Mol from SMILES or SMARTS): uint8 [256]
+    (:func:`mmsa.chem.fingerprints.screen_fingerprint`: safe for SMARTS)."""
+    from mmsa.chem.fingerprints import screen_fingerprint
+
+    return screen_fingerprint(query_mol, FP_BITS)
 
 
 def top_slots(weights: np.ndarray, top: int = SLOT_TOP) -> tuple[np.ndarray, np.ndarray]:
@@ -173,8 +162,38 @@ def load_encoder(spec, device: str = "auto"):
     return Encoder.load(Path(spec) if spec is not None else None, device=device)
 
 
-def _worker_init(spec, threads: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the build process that started it dies, even by kill -9:
+    PR_SET_PDEATHSIG on Linux, and on every platform a thread polling the parent pid."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="mmsa-parent-watch", daemon=True).start()
+
+
+def _worker_init(spec, threads: int, parent: int | None = None) -> None:
     global _WORKER_ENCODER
+    if parent is not None:
+        _die_with_parent(parent)
     try:
         import torch
 

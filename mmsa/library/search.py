@@ -111,16 +111,19 @@ def parse_query(query: str, *, allow_smarts: bool = False):
 
     Without ``allow_smarts`` the query must be SMILES. With it (substructure search), text
     using SMARTS-only syntax (``~ * $ ! ; & ,`` or ``[#n]``) is read as SMARTS; anything else
-    as SMILES first (so Kekulé rings match aromatic ones, as chemists expect), then as SMARTS.
+    as SMILES first (so Kekulé rings match aromatic ones, as chemists expect), then as SMARTS;
+    SMILES that would mean a radical (``[CH2]``, ``[P]``) are read as SMARTS. Queries over :data:`mmsa.limits.MAX_QUERY_CHARS` characters are refused.
     """
+    from mmsa import limits
     from mmsa.library.embed import parse_smiles
 
-    if not isinstance(query, str) or not query.strip():
-        raise InputError("empty query: give a SMILES string")
-    query = query.strip()
+    query = limits.check_query_text(query)
     if not (allow_smarts and _SMARTS_ONLY.search(query)):
         mol = parse_smiles(query)
-        if mol is not None and mol.GetNumAtoms() > 0:
+        # a radical ("[CH2]", "[P]") is almost never meant: bracket atoms with their H count
+        # written out read as SMARTS, which is what such queries mean in substructure search
+        if mol is not None and mol.GetNumAtoms() > 0 and not (
+                allow_smarts and any(a.GetNumRadicalElectrons() for a in mol.GetAtoms())):
             return mol, False
     if allow_smarts:
         from rdkit import Chem
@@ -135,28 +138,45 @@ def parse_query(query: str, *, allow_smarts: bool = False):
 
 
 def substructure_rows(
-    pattern, pattern_fps: np.ndarray, smiles, limit: int | None = None
+    pattern,
+    pattern_fps: np.ndarray,
+    smiles,
+    limit: int | None = None,
+    *,
+    screen: np.ndarray | None = None,
+    seconds: float | None = None,
 ) -> np.ndarray:
     """Rows whose molecule contains ``pattern`` (an RDKit Mol from SMILES or SMARTS).
 
-    Screens with pattern fingerprints (:func:`contains_screen`; RDKit guarantees no false
-    negatives for this screen) and confirms each candidate with RDKit substructure matching
-    (via ``rdSubstructLibrary.SubstructLibrary`` over the candidates' SMILES). ``smiles`` is
+    Screens with pattern fingerprints (:func:`contains_screen` with ``screen``, default
+    :func:`mmsa.chem.fingerprints.screen_fingerprint` of the pattern, which is safe for
+    SMARTS: no false negatives) and confirms each candidate with RDKit substructure matching
+    (``rdSubstructLibrary.SubstructLibrary`` over the candidates' SMILES). ``smiles`` is
     indexable by row. Stops after ``limit`` confirmed matches (rows in ascending order).
+    Raises InputError when matching takes longer than ``seconds``.
     """
+    import time
+
     from rdkit import Chem
     from rdkit.Chem import rdSubstructLibrary
 
-    from mmsa.library.embed import pattern_query_packed
+    if screen is None:
+        from mmsa.chem.fingerprints import screen_fingerprint
 
-    qfp = pattern_query_packed(pattern)
-    cand = contains_screen(qfp, pattern_fps)
+        screen = screen_fingerprint(pattern)
+    t0 = time.perf_counter()
+    cand = contains_screen(screen, pattern_fps)
     log.debug("substructure screen kept %d of %d", len(cand), len(pattern_fps))
     hits: list[int] = []
     params = Chem.SubstructMatchParameters()
     params.useChirality = False
-    step = 4096
+    step = 512
     for s in range(0, len(cand), step):
+        if seconds is not None and time.perf_counter() - t0 > seconds:
+            raise InputError(
+                f"substructure search stopped after {seconds:g} seconds ({s:,} of "
+                f"{len(cand):,} candidates checked, {len(hits):,} matches): make the "
+                f"pattern more specific")
         rows = cand[s : s + step]
         holder = rdSubstructLibrary.CachedTrustedSmilesMolHolder()
         for r in rows:
