@@ -234,13 +234,17 @@ def _swap_in(tmp: Path, final: Path, name: str) -> None:
         _fault("swap-between-renames")
         os.rename(tmp, final)
     else:
-        _fault("swap-between-renames")
-        if _exchange(tmp, final):
+        exchanged = False
+        if HAVE_EXCHANGE:  # one atomic step: the boundary is just before it
+            _fault("swap-between-renames")
+            exchanged = _exchange(tmp, final)
+        if exchanged:
             old = tmp  # now holds the previous version
         else:
             old = work_folder(root, name, "old")
             os.rename(final, old)
-            _fault("swap-between-renames")
+            if not HAVE_EXCHANGE:
+                _fault("swap-between-renames")  # NAME missing: recovery restores a version
             try:
                 os.rename(tmp, final)
             except OSError:
