@@ -309,6 +309,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_kill_9_of_a_parallel_build_leaves_no_workers(tmp_path, molecules_csv, tiny_checkpoint):
     big = tmp_path / "many.csv"
