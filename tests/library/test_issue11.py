@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from rdkit import Chem
 
@@ -341,3 +342,43 @@ def test_kill_9_of_a_parallel_build_leaves_no_workers(tmp_path, molecules_csv, t
             os.kill(k, 9)
         if proc.poll() is None:
             proc.kill()
+
+
+# ---------------------------------------------------------------- one fingerprint module
+
+
+def test_stored_pattern_fingerprints_are_chem_fingerprints(lib_small):
+    from rdkit import DataStructs
+
+    from mmsa.chem.fingerprints import pattern_fingerprint, unpack_bits
+
+    smi = lib_small.metadata["smiles"][7]
+    mol = Chem.MolFromSmiles(smi)
+    assert np.array_equal(np.asarray(lib_small.pattern[7]), pattern_fingerprint(mol))
+    bits = np.zeros(2048, np.uint8)  # RDKit's own bit numbering, packed big-endian
+    DataStructs.ConvertToNumpyArray(Chem.PatternFingerprint(mol, fpSize=2048), bits)
+    assert np.array_equal(unpack_bits(pattern_fingerprint(mol)), bits.astype(bool))
+    assert lib_small.manifest["fingerprints"]["pattern"]["packing"] == "np.packbits, big-endian"
+
+
+def test_libraries_with_the_old_pattern_bit_order_still_search_right(lib_copy):
+    """Libraries built before the unification stored RDKit's FPS-text byte order."""
+    from mmsa.chem.fingerprints import PATTERN_PACKING, PATTERN_PACKING_FPS, repack_pattern
+    from mmsa.hashing import sha256_file
+
+    root, name = lib_copy
+    path = root / name / "pattern.u8"
+    new = np.fromfile(path, np.uint8)
+    repack_pattern(new, PATTERN_PACKING_FPS).tofile(path)
+    mpath = root / name / "manifest.json"
+    m = json.loads(mpath.read_text())
+    m["fingerprints"]["pattern"]["packing"] = PATTERN_PACKING_FPS
+    m["files"]["pattern.u8"]["sha256"] = sha256_file(path)
+    mpath.write_text(json.dumps(m))
+    lib = open_library(name, root=root, verify="full")
+    assert lib.pattern_packing == PATTERN_PACKING_FPS != PATTERN_PACKING
+    for q in ("c1ccccc1", "[D3;#6](=O)N", "C(=O)O", "[#7]"):
+        patt = Chem.MolFromSmarts(q) if "[" in q else Chem.MolFromSmiles(q)
+        expected = [i for i, s in enumerate(lib.metadata["smiles"])
+                    if Chem.MolFromSmiles(s).HasSubstructMatch(patt)]
+        assert sorted(lib.search(q, k=None, mode="substructure")["row"]) == expected, q
