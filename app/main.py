@@ -17,20 +17,21 @@ if str(APP_DIR) not in sys.path:  # `explorer` (page logic) lives beside this fi
 
 import streamlit as st  # noqa: E402
 
-# Offline: icons are emoji, never ":material/...:" names (Streamlit turns a material page icon
-# into a favicon URL on fonts.gstatic.com); .streamlit/config.toml turns off usage statistics
-# and the external-IP lookup.
+# Offline: no ":material/...:" icons (Streamlit turns a material page icon into a favicon URL
+# on fonts.gstatic.com), so pages have no icons and the favicon is an emoji (drawn by the
+# browser); .streamlit/config.toml turns off usage statistics and the external-IP lookup.
 ICON = "\U0001F9EC"  # DNA: an emoji favicon is drawn by the browser, no request
 st.set_page_config(page_title="MMSA Explorer", page_icon=ICON, layout="wide")
 
 PAGES = [
-    st.Page(str(APP_DIR / "pages" / "search.py"), title="Search", icon="\U0001F50D",
+    st.Page(str(APP_DIR / "pages" / "search.py"), title="Search",
             default=True),
-    st.Page(str(APP_DIR / "pages" / "map.py"), title="Map", icon="\U0001F5FA\uFE0F"),
-    st.Page(str(APP_DIR / "pages" / "hyperedges.py"), title="Hyperedges", icon="\U0001F578\uFE0F"),
-    st.Page(str(APP_DIR / "pages" / "memory.py"), title="Memory", icon="\U0001F9E0"),
-    st.Page(str(APP_DIR / "pages" / "libraries.py"), title="Libraries", icon="\U0001F4DA"),
-    st.Page(str(APP_DIR / "pages" / "model.py"), title="Model", icon="\u2699\uFE0F"),
+    st.Page(str(APP_DIR / "pages" / "map.py"), title="Map"),
+    st.Page(str(APP_DIR / "pages" / "hyperedges.py"), title="Hyperedges"),
+    st.Page(str(APP_DIR / "pages" / "memory.py"), title="Memory"),
+    st.Page(str(APP_DIR / "pages" / "cliffs.py"), title="Activity cliffs"),
+    st.Page(str(APP_DIR / "pages" / "libraries.py"), title="Libraries"),
+    st.Page(str(APP_DIR / "pages" / "model.py"), title="Model"),
 ]
 
 page = st.navigation(PAGES)

@@ -168,24 +168,13 @@ def depict_svg(smiles: str, query: str | None = None, substructure: bool = False
     matches it highlighted (``substructure=True``: ``query`` is a SMARTS/SMILES pattern);
     ``highlight``: a SMARTS motif to highlight (e.g. a hyperedge's MCS).
     """
-    from mmsa.chem.depict import mol_svg
+    from mmsa.viz.depiction import pattern_svg, shared_svg
 
-    try:
-        if query and substructure:  # the pattern's matches; aligned when it is a molecule
-            try:
-                return mol_svg(smiles, width, height, highlight=query, align_to=query)
-            except MMSAError:  # a SMARTS pattern cannot be laid out: highlight only
-                return mol_svg(smiles, width, height, highlight=query)
-        if query:  # similarity hit: drawn like the query, the part it shares highlighted
-            from mmsa.chem.motifs import mcs
-
-            shared = mcs([query, smiles], timeout=1)
-            hl = shared.smarts if shared.num_atoms >= 3 else None
-            return mol_svg(smiles, width, height, highlight=hl, align_to=query)
-        return mol_svg(smiles, width, height, highlight=highlight or None)
-    except MMSAError as exc:
-        log.debug("no depiction for %r: %s", smiles, exc)
-        return None
+    if query and substructure:  # the pattern's matches; aligned when it is a molecule
+        return pattern_svg(smiles, query, width, height)
+    if query:  # similarity hit: drawn like the query, the part it shares highlighted
+        return shared_svg(smiles, query, width, height)
+    return pattern_svg(smiles, highlight or None, width, height, align=False)
 
 
 def svg_data_uri(svg: str | None) -> str | None:
@@ -227,3 +216,74 @@ def show_error(exc: Exception, what: str = "") -> None:
         st.error(f"{what}{exc}")
         return
     raise exc
+
+
+# ---------------------------------------------------------------- derived data (cached)
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def library_properties(key, _lib):
+    """MW, cLogP, TPSA, HBD, HBA, rotatable bonds, QED of every molecule (computed once with
+    a progress bar, cached in the library's folder)."""
+    from mmsa.library.properties import library_properties as compute
+
+    path_cached = (_lib.cache_dir / "properties.parquet").is_file()
+    bar = None if path_cached else ProgressBar("Computing drug-like properties")
+    frame = compute(_lib, progress=bar)
+    if bar is not None:
+        bar.bar.empty()
+    return frame
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def rows_properties(key, rows: tuple[int, ...], _lib):
+    """The drug-like properties of some library rows (hits): computed for them only."""
+    from mmsa.library.properties import rows_properties as compute
+
+    return compute(_lib, list(rows))
+
+
+@st.cache_data(max_entries=8, show_spinner="Naming the memory slots\u2026")
+def slot_labels(key, _lib) -> dict[int, str]:
+    """A label per used memory slot: its most enriched scaffold and most separating
+    property (mmsa.library.slot_names), over the library's numeric columns and the
+    drug-like properties."""
+    import numpy as np
+    import pandas as pd
+
+    from mmsa.library.slot_names import slot_labels as label
+    from mmsa.library.slots import property_columns
+
+    meta = _lib.metadata
+    props = library_properties(key, _lib=_lib)
+    own = meta[property_columns(meta)].apply(pd.to_numeric, errors="coerce")
+    table = pd.concat([own.reset_index(drop=True), props.reset_index(drop=True)], axis=1)
+    table = table.loc[:, ~table.columns.duplicated()]
+    ids, _ = _lib.slot_topk
+    return label(meta["smiles"].tolist(), np.asarray(ids)[:, 0], table)
+
+
+def property_filter(prefix: str) -> dict[str, tuple[float, float]] | None:
+    """Range sliders for the drug-like properties (inside the caller's container); the
+    ranges the user narrowed, or None when filtering is off."""
+    from mmsa.chem.properties import PROPERTIES, PROPERTY_HELP
+
+    if not st.toggle("Filter by drug-like properties", key=f"{prefix}_filter_on",
+                     help="MW, cLogP, TPSA, HBD, HBA, rotatable bonds and QED, computed with "
+                          "RDKit from each parent structure"):
+        return None
+    cols = st.columns(4)
+    ranges = {}
+    for i, name in enumerate(PROPERTIES):
+        lo, hi, step = FILTER_RANGES[name]
+        low, high = cols[i % 4].slider(name, lo, hi, (lo, hi), step=step,
+                                       key=f"{prefix}_filter_{name}", help=PROPERTY_HELP[name])
+        if (low, high) != (lo, hi):
+            ranges[name] = (float(low) if low > lo else -float("inf"),
+                            float(high) if high < hi else float("inf"))
+    return ranges
+
+
+#: slider bounds per property (the ends mean "no limit")
+FILTER_RANGES = {"MW": (0.0, 1000.0, 10.0), "cLogP": (-5.0, 10.0, 0.5),
+                 "TPSA": (0.0, 250.0, 5.0), "HBD": (0, 15, 1), "HBA": (0, 20, 1),
+                 "rotatable bonds": (0, 20, 1), "QED": (0.0, 1.0, 0.05)}

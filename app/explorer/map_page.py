@@ -14,6 +14,7 @@ from mmsa.viz.figures import hover_texts, map_figure
 from mmsa.viz.grid import Card, grid_html
 
 NONE, SLOT, CLUSTER = "(none)", "memory slot", "cluster"
+RDKIT = "RDKit: "  # prefix of the computed drug-like properties among the colour options
 N_CLUSTERS = 12
 HOVER_PROPS = 2           # property values shown in each point's hover label
 HTML_PICTURE_LIMIT = 3_000  # the HTML export embeds structure pictures up to this size
@@ -86,7 +87,9 @@ def colour_options(metadata: pd.DataFrame) -> list[str]:
         col = metadata[c]
         if pd.api.types.is_numeric_dtype(col) or col.nunique(dropna=True) <= 40:
             opts.append(c)
-    return opts
+    from mmsa.chem.properties import PROPERTIES
+
+    return opts + [RDKIT + p for p in PROPERTIES]
 
 
 def colour_values(lib, option: str) -> np.ndarray | None:
@@ -95,7 +98,12 @@ def colour_values(lib, option: str) -> np.ndarray | None:
         return None
     if option == SLOT:
         ids, _ = lib.slot_topk
-        return np.char.add("slot ", np.asarray(ids)[:, 0].astype(str))
+        top1 = np.asarray(ids)[:, 0]
+        names = common.slot_labels(common.library_key(lib), _lib=lib)
+        return np.array([f"slot {s}: {names.get(int(s), '')}"[:60] for s in top1], dtype=object)
+    if option.startswith(RDKIT):
+        props = common.library_properties(common.library_key(lib), _lib=lib)
+        return props[option.removeprefix(RDKIT)].to_numpy(dtype=np.float64, na_value=np.nan)
     if option == CLUSTER:
         from mmsa.library.maps import cluster_labels
 
@@ -205,9 +213,18 @@ def render() -> None:
                 + " Hover over a point to see its structure; drag a box or lasso (or click) "
                 "to select molecules.")
 
+    with st.expander("Filter the map by drug-like properties"):
+        ranges = common.property_filter("map")
+    keep = None
+    if ranges:
+        from mmsa.library.properties import filter_mask
+
+        keep = filter_mask(common.library_properties(common.library_key(lib), _lib=lib), ranges)
+        st.caption(f"{int(keep.sum()):,} of {len(lib):,} molecules pass the filters (the others "
+                   "are grey).")
     fig = map_figure(coords, color=colour, color_name=option, hover=hover, query_xy=qxy,
-                     query_label=f"query: {query}" if query else "query")
-    left, right = st.columns([5, 1])
+                     query_label=f"query: {query}" if query else "query", keep=keep)
+    left, right = st.columns([3, 1])
     with left:
         event = st.plotly_chart(fig, key="map_chart", on_select="rerun",
                                 selection_mode=("points", "box", "lasso"), width="stretch")

@@ -90,11 +90,18 @@ def render() -> None:
                f"molecule of **{lib.name}** belongs to the slot it is assigned to most strongly.")
     key = common.library_key(lib)
     table = slot_overview(key, m, _lib=lib)
+    names = common.slot_labels(key, _lib=lib)
+    table = table.copy()
+    table.insert(1, "what the slot holds", [names.get(int(s), "") for s in table["slot"]])
     only_used = st.toggle("Hide empty slots", value=True, key="mem_hide_empty")
     shown = table[table["size"] > 0] if only_used else table
     cfg = {f"prototype {j + 1}": st.column_config.ImageColumn(f"prototype {j + 1}", width="medium",
                                                               help="double-click to enlarge")
            for j in range(N_PROTOTYPES)}
+    cfg["what the slot holds"] = st.column_config.TextColumn(
+        "what the slot holds", width="large",
+        help="Named automatically: the scaffold most enriched among the slot's members (how "
+             "many carry it), and the property that most separates them from the library")
     cfg["mean_weight"] = st.column_config.NumberColumn("mean weight", format="%.3f")
     cfg["usage"] = st.column_config.ProgressColumn("usage", min_value=0.0,
                                                    max_value=float(max(table["usage"].max(), 1e-9)),
@@ -107,7 +114,8 @@ def render() -> None:
         st.info("No molecule is assigned to any slot.")
         return
     slot = st.selectbox("Inspect a slot", used, key="mem_slot",
-                        format_func=lambda s: f"slot {s} ({int(table.loc[s, 'size']):,} molecules)")
+                        format_func=lambda s: f"slot {s} ({int(table.loc[s, 'size']):,} molecules): "
+                                              f"{names.get(int(s), '')}")
     from mmsa.library.slots import property_distributions, slot_members
 
     ids, weights = lib.slot_topk
@@ -116,6 +124,8 @@ def render() -> None:
     top = meta.iloc[rows[:MEMBER_GRID]]
     smarts = slot_motif(key, int(slot), tuple(meta["smiles"].iloc[rows[:MOTIF_MEMBERS]]))
     st.subheader(f"Slot {slot}: {len(rows):,} members")
+    if names.get(int(slot)):
+        st.markdown(f"What it holds: **{names[int(slot)]}**")
     if smarts:
         st.markdown(f"Common motif of its top {MOTIF_MEMBERS} members (highlighted): "
                     f"`{motif_smiles(smarts)}`", help=f"SMARTS: {smarts}")
@@ -126,7 +136,10 @@ def render() -> None:
 
     c1, c2 = st.columns(2)
     with c1:
-        dists = property_distributions(meta, rows)
+        props = common.library_properties(key, _lib=lib)
+        full = pd.concat([meta.reset_index(drop=True), props.add_suffix(
+            "" if not set(props.columns) & set(meta.columns) else " (RDKit)")], axis=1)
+        dists = property_distributions(full, rows)
         if dists:
             prop = st.selectbox("Property distribution", list(dists), key="mem_prop")
             sel, ref = dists[prop]

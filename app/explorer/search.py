@@ -86,6 +86,62 @@ def hit_cards(parents: pd.DataFrame, query: str, mode: str, limit: int = GRID_LI
     return cards
 
 
+@st.cache_data(max_entries=256, show_spinner="Comparing the hit with the query\u2026")
+def _explain(key, query, row, _lib):
+    from mmsa.library.explain import explain_hit
+
+    return explain_hit(_lib, query, row)
+
+
+def why_section(lib, parents: pd.DataFrame, query: str, can_embed: bool) -> None:
+    """Why is this a hit: the query and a chosen hit side by side with their maximum common
+    substructure highlighted, both similarities and the memory slots they share."""
+    with st.expander("Why is this a hit?", expanded=False):
+        ids = dict(zip(parents["row"], parents["id"]))
+        row = st.selectbox("Hit", list(ids), key="why_pick", index=None,
+                           placeholder="choose a hit to compare with the query",
+                           format_func=lambda r: f"{ids[r]} (row {r})")
+        if row is None:
+            return
+        try:
+            why = _explain(common.library_key(lib), query, int(row), _lib=lib)
+        except MMSAError as exc:
+            st.error(str(exc))
+            return
+        hit = str(lib.metadata["smiles"].iloc[int(row)])
+        shared = (f"share a common substructure of **{why.motif_atoms} atoms** (highlighted)"
+                  if why.motif else "share no common substructure of 3 atoms or more")
+        def num(x: float) -> str:
+            return "unknown" if x != x else f"{x:.3f}"
+
+        st.markdown(f"The query and **{ids[row]}** {shared}; embedding cosine "
+                    f"**{num(why.cosine)}**, Morgan Tanimoto **{num(why.tanimoto)}**.")
+        cards = [Card(svg=common.depict_svg(query, highlight=why.motif, width=320, height=240),
+                      title="query", subtitle=query),
+                 Card(svg=common.depict_svg(hit, query=query, width=320, height=240),
+                      title=str(ids[row]), subtitle=hit)]
+        st.html(grid_html(cards, columns=2))
+        if not can_embed:
+            st.caption("The loaded model did not build this library: no cosine or slots.")
+            return
+        if why.slots.empty:
+            st.caption("They share none of their strongest memory slots.")
+        else:
+            table = why.slots.copy()
+            try:
+                names = common.slot_labels(common.library_key(lib), _lib=lib)
+            except MMSAError:
+                names = {}
+            table.insert(1, "what the slot holds", [names.get(int(s), "") for s in table["slot"]])
+            st.markdown(f"**Memory slots they share** ({len(table)}): the model's learned "
+                        "prototypes that both molecules are assigned to.")
+            st.dataframe(table, hide_index=True, width="stretch", column_config={
+                c: st.column_config.NumberColumn(format="%.3f")
+                for c in ("query weight", "hit weight", "shared")})
+        if why.note:
+            st.caption(why.note)
+
+
 def _sketcher():
     """The streamlit-ketcher structure editor if it is installed (works offline), else None."""
     try:
@@ -157,6 +213,20 @@ def render() -> None:
     if parents.empty:
         st.warning("No hits. Lower the threshold, raise k, or try another mode.")
         return
+    with st.expander("Filter the hits by drug-like properties"):
+        ranges = common.property_filter("search")
+    if ranges:
+        from mmsa.library.properties import filter_mask
+
+        props = common.rows_properties(common.library_key(lib), tuple(parents["row"].tolist()),
+                                       _lib=lib)
+        keep = filter_mask(props, ranges)
+        st.caption(f"{int(keep.sum())} of {len(parents)} compounds pass the property filters.")
+        parents = parents[keep].reset_index(drop=True)
+        rows = rows[rows["smiles"].isin(set(parents["smiles"]))].reset_index(drop=True)
+        if parents.empty:
+            st.warning("No hit passes the property filters. Widen the ranges.")
+            return
     shown = min(len(parents), GRID_LIMIT)
     grouped = len(rows) - len(parents)
     st.markdown(f"**{len(parents)} compounds** for `{query.strip()}` ({mode})"
@@ -164,6 +234,8 @@ def render() -> None:
                    "with their parent)" if grouped else "")
                 + (f"; the first {shown} are drawn" if shown < len(parents) else ""))
     st.html(grid_html(hit_cards(parents, query.strip(), mode), columns=4))
+    if mode != "substructure":
+        why_section(lib, parents, query.strip(), can_embed)
     with st.expander("Hits as a table (every library entry)", expanded=False):
         st.dataframe(rows, hide_index=True, width="stretch")
     d1, d2, d3 = st.columns([1, 1, 3])

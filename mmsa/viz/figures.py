@@ -55,6 +55,7 @@ def map_figure(
     highlight: np.ndarray | None = None,
     point_size: float | None = None,
     height: int = 600,
+    keep: np.ndarray | None = None,
 ) -> go.Figure:
     """WebGL scatter of a library map.
 
@@ -65,6 +66,8 @@ def map_figure(
         hover: [n] hover labels (already escaped, e.g. from :func:`hover_texts`).
         query_xy: float [2], where the search query lies; drawn as a star.
         highlight: int [h] row indices to outline (e.g. a memory slot's members).
+        keep: bool [n]: points that pass a filter; the others are drawn as faint grey dots
+            without hover labels (and cannot be selected as rows: no customdata).
 
     Every point carries its row index as ``customdata`` so selections map back to rows
     whatever the trace layout.
@@ -75,12 +78,23 @@ def map_figure(
     size = point_size or (6 if n <= 5_000 else 4 if n <= 50_000 else 3)
     fig = go.Figure()
     hover_arr = np.asarray(hover, dtype=object) if hover is not None else None
+    if keep is not None:
+        keep = np.asarray(keep, dtype=bool)
+        if len(keep) != n:
+            raise ValueError(f"{len(keep)} filter flags for {n} points")
+        out = rows[~keep]
+        if len(out):
+            fig.add_trace(go.Scattergl(
+                x=coords[out, 0], y=coords[out, 1], mode="markers", name="filtered out",
+                hoverinfo="skip", showlegend=True,
+                marker=dict(size=max(2, size - 2), color="#dddddd", opacity=0.5)))
+        rows = rows[keep]
 
     def add(idx: np.ndarray, name: str, marker: dict, showlegend: bool) -> None:
         fig.add_trace(
             go.Scattergl(
                 x=coords[idx, 0], y=coords[idx, 1], mode="markers", name=name,
-                customdata=rows[idx], marker=marker, showlegend=showlegend,
+                customdata=idx, marker=marker, showlegend=showlegend,
                 hovertext=None if hover_arr is None else hover_arr[idx].tolist(),
                 hoverinfo="text" if hover_arr is not None else "x+y",
             )
@@ -94,6 +108,7 @@ def map_figure(
             raise ValueError(f"{len(values)} colour values for {n} points")
         if is_categorical(values):
             cats, codes = np.unique(values.astype(str), return_inverse=True)
+            codes = codes[rows]
             if len(cats) <= MAX_LEGEND_CATEGORIES:
                 for c, cat in enumerate(cats):
                     idx = rows[codes == c]
@@ -103,7 +118,7 @@ def map_figure(
                 add(rows, color_name, dict(size=size, opacity=0.75, color=codes,
                     colorscale="Turbo", showscale=False), False)
         else:
-            num = values.astype(np.float64)
+            num = values.astype(np.float64)[rows]
             ok = np.isfinite(num)
             if (~ok).any():
                 add(rows[~ok], "no value", dict(size=size, color="#cccccc", opacity=0.5), True)

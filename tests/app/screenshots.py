@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             page.set_default_timeout(300_000)
             expect.set_options(timeout=300_000)
             page.goto(url)
-            box = page.get_by_label("Query: a SMILES (substructure mode: a SMARTS pattern)")
+            box = page.get_by_role("textbox", name="Query: a SMILES (substructure mode: a SMARTS pattern)")
             box.fill(args.query)
             box.press("Enter")
             expect(page.locator(".mmsa-card").first).to_be_visible()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -59,14 +60,14 @@ def server(app_library, app_checkpoint, tmp_path):
     env = dict(os.environ, MMSA_INDEXES=str(private), MMSA_CHECKPOINT=str(app_checkpoint),
                MMSA_CACHE=str(tmp_path / "cache"))
     log = open(tmp_path / "streamlit.log", "w")
+    # address, headless mode and usage statistics come from the repository's
+    # .streamlit/config.toml, as they do for `make app`
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "main.py"),
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
+         "--server.port", str(port), "--server.fileWatcherType", "none"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://localhost:{port}"
     try:
         _wait_healthy(url, proc)
         yield url, private, name, rows
@@ -79,6 +80,34 @@ def server(app_library, app_checkpoint, tmp_path):
         log.close()
         if proc.returncode not in (0, -15, None):
             print((tmp_path / "streamlit.log").read_text()[-3000:])
+
+
+def _launch(p):
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)"
+        if os.environ.get("MMSA_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return p.chromium.launch(
+        executable_path=str(CHROMIUM),
+        args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    )
+
+
+def _outside_requests(page) -> list[str]:
+    """Start recording every request the page makes to anything but this machine."""
+    from urllib.parse import urlparse
+
+    outside: list[str] = []
+
+    def seen(request) -> None:
+        u = urlparse(request.url)
+        if u.scheme in ("data", "blob", "about") or u.hostname in ("localhost", "127.0.0.1"):
+            return
+        outside.append(request.url)
+
+    page.on("request", seen)
+    return outside
 
 
 def test_search_map_and_upload_in_chromium(server, tmp_path):
@@ -97,6 +126,7 @@ def test_search_map_and_upload_in_chromium(server, tmp_path):
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        outside = _outside_requests(page)
         page.set_default_timeout(120_000)
         expect.set_options(timeout=120_000)  # first map: UMAP + numba JIT on a busy machine
         page.goto(url)
@@ -104,7 +134,7 @@ def test_search_map_and_upload_in_chromium(server, tmp_path):
             expect(page.get_by_role("heading", name="Search")).to_be_visible()
 
             # a search: the hit grid, with the query molecule itself first
-            box = page.get_by_label("Query SMILES (or SMARTS for substructure)")
+            box = page.get_by_role("textbox", name="Query: a SMILES (substructure mode: a SMARTS pattern)")
             box.fill(rows[0]["smiles"])
             box.press("Enter")
             cards = page.locator(".mmsa-card")
@@ -147,8 +177,25 @@ def test_search_map_and_upload_in_chromium(server, tmp_path):
             assert xy is not None
             page.mouse.move(xy[0] + 40, xy[1] + 40)
             page.mouse.move(xy[0], xy[1], steps=5)
-            expect(page.locator(".mmsa-card").filter(has_text=rows[5]["name"])).to_be_visible()
+            panel = page.locator(".st-key-map_hover_panel")
+            expect(panel.locator(".mmsa-card").filter(has_text=rows[5]["name"])).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "map.png"), full_page=True)
+            wide = panel.bounding_box()["width"]
+            assert wide > 150, wide
+            # a lasso selection around the point: the grid of the selection appears, and the
+            # hover panel keeps its width (it once collapsed to 18 px, one letter a line)
+            page.mouse.move(xy[0] - 30, xy[1] - 30)
+            page.mouse.down()
+            for dx, dy in ((30, -30), (30, 30), (-30, 30), (-30, -30)):
+                page.mouse.move(xy[0] + dx, xy[1] + dy, steps=4)
+            page.mouse.up()
+            expect(page.get_by_role("heading", name="Selection:")).to_be_visible()
+            page.mouse.move(xy[0] + 40, xy[1] + 40)
+            page.mouse.move(xy[0], xy[1], steps=5)
+            expect(panel.locator(".mmsa-card").filter(has_text=rows[5]["name"])).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "map-selection.png"), full_page=True)
+            box = panel.bounding_box()
+            assert box["width"] > 150 and abs(box["width"] - wide) < 20, (box, wide)
 
             # upload a small CSV and build a library from it
             page.get_by_role("link", name="Libraries").click()
@@ -175,3 +222,122 @@ def test_search_map_and_upload_in_chromium(server, tmp_path):
             raise
         browser.close()
     assert (root / "uploaded" / "manifest.json").is_file()
+    assert not outside, f"the app requested the internet: {outside[:5]}"
+    log = (tmp_path / "streamlit.log").read_text()
+    assert "external IP" not in log and "External URL" not in log, log[-2000:]
+
+
+# ------------------------------------------------------------------ files nobody here wrote
+
+EGFR = "rdkit/Contrib/PBF/testData/egfr.sdf"
+
+
+def _egfr_sdf() -> Path | None:
+    """RDKit's egfr.sdf from the installed rdkit (else the cached rdkit wheel of mmsa.data)."""
+    import rdkit
+
+    path = Path(rdkit.__file__).parent / "Contrib" / "PBF" / "testData" / "egfr.sdf"
+    if path.is_file():
+        return path
+    from mmsa.paths import cache_dir
+
+    for wheel in (cache_dir() / "wheels").glob("rdkit-*.whl"):
+        import zipfile
+
+        with zipfile.ZipFile(wheel) as zf:
+            if EGFR in zf.namelist():
+                out = Path(os.environ.get("TMPDIR", "/tmp")) / "mmsa-egfr.sdf"
+                out.write_bytes(zf.read(EGFR))
+                return out
+    return None
+
+
+def _b3db_tsv(tmp: Path) -> Path | None:
+    """B3DB's own B3DB/B3DB_classification.tsv from the qc-b3db wheel that `mmsa data`
+    fetches (cached under $MMSA_CACHE/wheels; fetched if missing and the network allows)."""
+    import zipfile
+
+    from mmsa.data import B3DB
+    from mmsa.paths import cache_dir
+
+    wheel = cache_dir() / "wheels" / B3DB.filename
+    if not wheel.is_file():
+        try:
+            from mmsa.data import fetch
+
+            fetch("b3db")
+        except Exception:  # noqa: BLE001 - offline: the test is skipped below
+            return None
+    if not wheel.is_file():
+        return None
+    with zipfile.ZipFile(wheel) as zf:
+        out = tmp / "B3DB_classification.tsv"
+        out.write_bytes(zf.read("B3DB/B3DB_classification.tsv"))
+    return out
+
+
+def _choose(page, label: str, option: str) -> None:
+    page.get_by_role("combobox", name=label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_upload_b3db_and_egfr_and_search_every_mode(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, root, name, rows = server
+    b3db, egfr = _b3db_tsv(tmp_path), _egfr_sdf()
+    if b3db is None or egfr is None:
+        pytest.skip("B3DB's TSV (qc-b3db wheel) or RDKit's egfr.sdf is not available")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    cases = [
+        (b3db, "B3DB_classification", "compound_name",
+         {"embedding": "CC(=O)Oc1ccccc1C(=O)O", "tanimoto": "CC(=O)Oc1ccccc1C(=O)O",
+          "substructure": "c1ccc2[nH]ccc2c1", "exact": "CN1C(=O)CN=C(c2ccccc2)c2cc(Cl)ccc21"}),
+        (egfr, "egfr", "(title line)",
+         {"embedding": "COCCOc1cc2ncnc(Nc3cccc(C#C)c3)c2cc1OCCOC",
+          "tanimoto": "COCCOc1cc2ncnc(Nc3cccc(C#C)c3)c2cc1OCCOC",
+          "substructure": "c1ccc2ncncc2c1", "exact": "c1ccccc1"}),
+    ]
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        outside = _outside_requests(page)
+        page.set_default_timeout(300_000)
+        expect.set_options(timeout=300_000)  # building 7,805 molecules on a busy machine
+        page.goto(url)
+        try:
+            for path, lib, id_field, queries in cases:
+                page.get_by_role("link", name="Libraries").click()
+                expect(page.get_by_role("heading", name="Libraries")).to_be_visible()
+                page.locator("input[type=file]").set_input_files(str(path))
+                expect(page.get_by_role("button", name="Build library")).to_be_visible()
+                expect(page.get_by_role("combobox", exact=True, name=(
+                    "ID field" if path.suffix == ".sdf" else "ID column"))).to_have_value(id_field)
+                page.get_by_role("button", name="Build library").click()
+                expect(page.get_by_text(f"Built library {lib}:")).to_be_visible()
+                picker = page.get_by_test_id("stSidebar").get_by_role("combobox", name="Library")
+                expect(picker).to_have_value(re.compile(f"^{lib} "))
+                page.get_by_role("link", name="Search").click()
+                expect(page.get_by_role("heading", name="Search")).to_be_visible()
+                expect(picker).to_have_value(re.compile(f"^{lib} "))  # the sidebar follows
+                for mode, query in queries.items():
+                    _choose(page, "Mode", mode)
+                    box = page.get_by_role("textbox", name="Query: a SMILES (substructure mode: a SMARTS pattern)")
+                    box.fill(query)
+                    box.press("Enter")
+                    expect(page.get_by_text(re.compile(r"^\d+ compounds? for"))
+                           .or_(page.get_by_text("No hits."))).to_be_visible()
+                    expect(page.get_by_text(f"for {query} ({mode})")
+                           .or_(page.get_by_text("No hits."))).to_be_visible()
+                    assert page.get_by_test_id("stException").count() == 0, (lib, mode)
+                    assert page.locator("[data-testid=stAlertContentError]").count() == 0, \
+                        (lib, mode)
+                    if mode != "exact":
+                        expect(page.locator(".mmsa-card").first).to_be_visible()
+                    page.screenshot(path=str(ARTIFACTS / f"upload-{lib}-{mode}.png"),
+                                    full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure-upload.png"), full_page=True)
+            raise
+        browser.close()
+    assert not outside, f"the app requested the internet: {outside[:5]}"
