@@ -18,6 +18,14 @@ def register(subparsers) -> None:
     p.add_argument("--smiles-col", help="SMILES column of --input")
     p.add_argument("--n-molecules", type=int, default=50_000,
                    help="molecules drawn from MOSES train (default 50000)")
+    p.add_argument("--corpus", type=int, metavar="N",
+                   help="train on the mixed corpus of N molecules (all drug-like ChEMBL of "
+                        "chembl-sample + MOSES, evaluation sets excluded) with the chemistry "
+                        "targets (Morgan environments, descriptors, scaffold analogues)")
+    p.add_argument("--n-multimodal", type=int, default=100_000,
+                   help="with --corpus: molecules that also get image and 3D (default 100000)")
+    p.add_argument("--analogue-fraction", type=float, default=0.5,
+                   help="with --corpus: share of each batch drawn as same-scaffold pairs")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -42,9 +50,13 @@ def register(subparsers) -> None:
     e = subparsers.add_parser(
         "embed", help="embed a library file into an .npy matrix (one row per input row)",
         description="Embed every row of INPUT with an MMSA checkpoint. OUT.npy is float32 "
-                    "[rows, dim] in input order, NaN rows where a molecule failed (listed on "
-                    "stderr); OUT.slots.npy holds the memory-slot weights [rows, num_slots].")
-    e.add_argument("input", help=".smi, .csv, .tsv, .sdf or .sdf.gz")
+                    "[rows, dim] in input order (row i is input row i: line i of a SMILES "
+                    "file, data row i of a CSV/TSV, record i of an SDF), NaN rows where a "
+                    "molecule failed (listed on stderr) or a line was skipped (blank, "
+                    "comment, header); OUT.slots.npy holds the memory-slot weights "
+                    "[rows, num_slots]. The delimiter and SMILES column used are printed.")
+    e.add_argument("input", help=".smi, .csv, .tsv, .sdf (also .smiles .ism .can .txt .tab "
+                                 ".sd), optionally .gz")
     e.add_argument("--out", required=True, help="output .npy path")
     e.add_argument("--smiles-col", help="SMILES column (found automatically by default)")
     e.add_argument("--id-col", help="id column (found automatically by default)")
@@ -65,6 +77,20 @@ def run_pretrain(args: argparse.Namespace) -> int:
         if getattr(args, f"no_{name}"):
             overrides[f"use_{name}"] = False
     config = train.build_config(args.preset, image_size=args.image_size, **overrides)
+    if args.corpus:
+        smiles = train.pretraining_corpus(args.corpus, seed=args.seed, n_jobs=args.n_jobs)
+        packed = train.featurize_corpus(config, smiles, args.n_multimodal, n_jobs=args.n_jobs,
+                                        progress=True)
+        print(f"corpus: {len(packed)} molecules", file=sys.stderr)
+        if args.featurize_only:
+            return 0
+        result = train.pretrain(config, None, args.out, steps=args.steps, seed=args.seed,
+                                batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                                checkpoint_every=args.checkpoint_every, resume=args.resume,
+                                device=args.device, progress=True, features=packed,
+                                max_minutes=args.max_minutes, threads=args.threads,
+                                analogue_fraction=args.analogue_fraction)
+        return _finish_pretrain(args, train, result)
     if args.input:
         from mmsa.chem.io import read_library
 
@@ -82,6 +108,10 @@ def run_pretrain(args: argparse.Namespace) -> int:
                             n_jobs=args.n_jobs, checkpoint_every=args.checkpoint_every,
                             resume=args.resume, device=args.device, progress=True,
                             max_minutes=args.max_minutes, threads=args.threads)
+    return _finish_pretrain(args, train, result)
+
+
+def _finish_pretrain(args: argparse.Namespace, train, result) -> int:
     train.plot_loss_curves(result.out_dir / "log.csv", result.out_dir / "loss_curves.png")
     if args.export:
         train.export_checkpoint(result.checkpoint, args.export)
@@ -94,18 +124,25 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 def run_embed(args: argparse.Namespace) -> int:
     import numpy as np
+    import pandas as pd
 
-    from mmsa.chem.io import read_library
+    from mmsa.chem.io import iter_library
     from mmsa.encoder import Encoder
     from mmsa.types import Failure
 
-    records, read_failures = read_library(args.input, smiles_col=args.smiles_col,
-                                          id_col=args.id_col)
+    frames, read_failures, skipped, n, info = [], [], 0, 0, None
+    for chunk in iter_library(args.input, smiles_col=args.smiles_col, id_col=args.id_col):
+        frames.append(chunk.records)
+        read_failures.extend(chunk.failures)
+        skipped += chunk.skipped
+        n = max(n, chunk.end_row)
+        info = chunk.info
+    records = pd.concat(frames, ignore_index=True)
+    print(f"read {args.input}: {info.describe()}", file=sys.stderr)
     encoder = Encoder.load(args.checkpoint, device=args.device)
     res = encoder.embed(records["smiles"].tolist(), mode=args.mode,
                         batch_size=args.batch_size, n_jobs=args.n_jobs, progress=True)
     rows = records["row"].to_numpy(dtype=np.int64)
-    n = 1 + max([int(rows.max()) if len(rows) else -1] + [f.row for f in read_failures])
     vectors = np.full((n, encoder.dim), np.nan, dtype=np.float32)
     slots = np.full((n, encoder.num_slots), np.nan, dtype=np.float32)
     vectors[rows] = res.vectors
@@ -122,6 +159,9 @@ def run_embed(args: argparse.Namespace) -> int:
         np.save(out.with_name(out.name[:-4] + ".slots.npy"), slots)
     for f in sorted(failures, key=lambda f: f.row):
         print(f"failed: {f}", file=sys.stderr)
-    print(f"embedded {n - len(failures)} of {n} rows ({len(failures)} failed) -> {out}",
-          file=sys.stderr)
+    total = len(records) + len(read_failures)
+    note = (f"; {skipped} blank/comment/header lines skipped (NaN rows, so row i is input "
+            "row i)" if skipped else "")
+    print(f"embedded {total - len(failures)} of {total} rows ({len(failures)} failed){note}"
+          f" -> {out} [{n} rows]", file=sys.stderr)
     return 0
