@@ -95,13 +95,21 @@ def _rebuild(root, src):
 
 @pytest.fixture()
 def seeded(tmp_path, sources):
-    """A root with library "lib" (40 molecules, built by the fake encoder)."""
+    """A root with library "lib" (40 molecules, built by the fake encoder) and a bystander
+    "keep" (20)."""
     from mmsa.library import build_library
 
     root = tmp_path / "idx"
     build_library(sources[0], "lib", root=root, encoder=FakeEncoder(), hyperedge_k=3,
                   chunk_size=8)
+    build_library(sources[1], "keep", root=root, encoder=FakeEncoder(), chunk_size=8)
     return root
+
+
+def _others_intact(root) -> None:
+    """The bystander library "keep" is untouched and nothing else is left over."""
+    assert _state(root, "keep") == 20
+    assert sorted(p.name for p in root.iterdir()) == ["keep", "lib"]
 
 
 def test_every_fault_point_is_reached(tmp_path, sources, monkeypatch):
@@ -129,7 +137,7 @@ def test_kill_during_build_or_add(seeded, sources, op, point):
     # the next operation recovers and succeeds
     _rebuild(seeded, sources[1])
     assert _state(seeded, "lib") == 20
-    assert sorted(p.name for p in seeded.iterdir()) == ["lib"]
+    _others_intact(seeded)
 
 
 @pytest.mark.parametrize("point", ["swap-between-renames", "swap-done"])
@@ -146,7 +154,7 @@ def test_kill_during_delete(seeded, sources, point):
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
     assert _state(seeded, "lib") in ("missing", 40)
     _rebuild(seeded, sources[1])
-    assert sorted(p.name for p in seeded.iterdir()) == ["lib"]
+    _others_intact(seeded)
 
 
 def test_kill_between_renames_without_rename_exchange(seeded, sources, monkeypatch):
@@ -178,7 +186,7 @@ def test_disk_full_at_every_point(seeded, sources, monkeypatch, point):
         assert "space" in str(exc)
     monkeypatch.setattr(B, "fault_hook", None)
     assert _state(seeded, "lib") in (40, 20)
-    assert sorted(p.name for p in seeded.iterdir()) == ["lib"]
+    _others_intact(seeded)
 
 
 @pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no tmpfs")
