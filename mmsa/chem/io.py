@@ -857,12 +857,11 @@ def _sdf_texts(fh, path: Path) -> Iterator[tuple[str, str | None]]:
 
 def _parse_sdf(text: str) -> Chem.Mol | None:
     supplier = Chem.SDMolSupplier()
-    with BlockLogs():
-        try:
-            supplier.SetData(text + "\n$$$$\n", sanitize=False, removeHs=False)
-            return supplier[0]
-        except Exception:  # noqa: BLE001 - RDKit raises several types for a bad record
-            return None
+    try:
+        supplier.SetData(text + "\n$$$$\n", sanitize=False, removeHs=False)
+        return supplier[0]
+    except Exception:  # noqa: BLE001 - RDKit raises several types for a bad record
+        return None
 
 
 def _iter_sdf(path: Path, info: ReadInfo, chunk_size: int) -> Iterator[Chunk]:
@@ -873,7 +872,8 @@ def _iter_sdf(path: Path, info: ReadInfo, chunk_size: int) -> Iterator[Chunk]:
             if bad is not None:
                 record = Failure(row, clip(text or ""), bad)
             else:
-                record = _sdf_record(_parse_sdf(text), row, info, text)
+                with BlockLogs():
+                    record = _sdf_record(_parse_sdf(text), row, info, text)
             if isinstance(record, Failure):
                 failures.append(record)
             else:

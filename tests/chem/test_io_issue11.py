@@ -239,3 +239,11 @@ def test_cli_embed_says_which_column_and_delimiter(tmp_path, tiny_checkpoint, ca
 ])
 def test_detect_format_extensions(name, expected):
     assert detect_format(name) == expected
+
+
+def test_reading_bad_records_writes_nothing_to_stderr(data_dir, swallow_sdf, capfd):
+    for path in (data_dir / "library.sdf", swallow_sdf, data_dir / "library.smi",
+                 data_dir / "malformed.csv"):
+        read_library(path)
+    out = capfd.readouterr()
+    assert out.err == "" and out.out == ""
