@@ -124,7 +124,8 @@ class ReadInfo:
         decimal_comma: property columns read as numbers with decimal commas (in the sample).
         renamed: original column name (control characters escaped) -> name used, for
             every column cleaned of control characters, repeated, or clashing with
-            :data:`RECORD_COLUMNS`.
+            :data:`RECORD_COLUMNS` (SDF: filled in as records are read, so complete on the
+            last chunk's ``info``, empty from :func:`inspect_library`).
     """
 
     format: str

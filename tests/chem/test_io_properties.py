@@ -17,7 +17,7 @@ from mmsa.types import InputError
 
 VALID = ["CCO", "c1ccccc1", "CC(=O)O", "CCN", "C1CCCCC1", "O=C(O)c1ccccc1", "CC(C)Cl"]
 INVALID = ["C1CC", "xyz", "C(C)(C)(C)(C)C", ""]
-FAST = settings(max_examples=60, deadline=None,
+FAST = settings(max_examples=60, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 
