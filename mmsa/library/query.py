@@ -1,8 +1,8 @@
 """The four search modes over an opened :class:`mmsa.library.library.Library`.
 
 Kernels (popcount Tanimoto, the subset screen, SubstructLibrary matching) are in
-:mod:`mmsa.library.search`; fingerprints in :mod:`mmsa.chem.fingerprints`; limits in
-:mod:`mmsa.limits`.
+:mod:`mmsa.library.search`; the popcount-pruned Tanimoto mode in :mod:`mmsa.library.tanimoto`;
+fingerprints in :mod:`mmsa.chem.fingerprints`; limits in :mod:`mmsa.limits`.
 """
 
 from __future__ import annotations
@@ -59,12 +59,18 @@ def search_vectors(lib, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, n
     return d.astype(np.float32), i.astype(np.int64)
 
 
-def _morgan_counts(lib) -> np.ndarray:
-    if lib._morgan_counts is None:
-        from mmsa.library.search import popcounts
+def tanimoto_index(lib):
+    """The library's :class:`mmsa.library.tanimoto.TanimotoIndex` (Morgan fingerprints sorted
+    by popcount), built at the first Tanimoto search and kept on the Library object. Built
+    from morgan.u8 alone, so every library, old ones included, gets it; one pass over the
+    fingerprints (no file is written, nothing can go stale)."""
+    index = getattr(lib, "_tanimoto_index", None)
+    if index is None:
+        from mmsa.library.tanimoto import TanimotoIndex
 
-        lib._morgan_counts = popcounts(lib.morgan)
-    return lib._morgan_counts
+        index = TanimotoIndex.from_packed(lib.morgan)
+        lib._tanimoto_index = index
+    return index
 
 
 def _columns(lib) -> dict[str, np.ndarray]:
@@ -144,9 +150,9 @@ def search(lib, query: str, k: int | None = 10, mode: str = "embedding",
         return frame(lib, rows, np.ones(len(rows)), S.tanimoto_rows(qfp, lib.morgan, rows),
                      None)
     if mode == "tanimoto":
-        scores = S.tanimoto_all(qfp, lib.morgan, _morgan_counts(lib))
-        rows = S.top_k(scores, k, threshold)
-        return frame(lib, rows, scores[rows], scores[rows], None)
+        # popcount-pruned exact search; float64 scores equal to RDKit's BulkTanimotoSimilarity
+        rows, scores = tanimoto_index(lib).search(qfp, k, threshold)
+        return frame(lib, rows, scores, scores, None)
     # embedding
     vec = lib.embed_query(smiles)
     d, i = search_vectors(lib, vec[None, :], k)
