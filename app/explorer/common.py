@@ -221,17 +221,24 @@ def show_error(exc: Exception, what: str = "") -> None:
 # ---------------------------------------------------------------- derived data (cached)
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def library_properties(key, _lib):
-    """MW, cLogP, TPSA, HBD, HBA, rotatable bonds, QED of every molecule (computed once with
-    a progress bar, cached in the library's folder)."""
+def _library_properties(key, _lib):
     from mmsa.library.properties import library_properties as compute
 
-    path_cached = (_lib.cache_dir / "properties.parquet").is_file()
-    bar = None if path_cached else ProgressBar("Computing drug-like properties")
-    frame = compute(_lib, progress=bar)
-    if bar is not None:
+    return compute(_lib)
+
+
+def library_properties(key, _lib):
+    """MW, cLogP, TPSA, HBD, HBA, rotatable bonds, QED of every molecule: computed once with
+    a progress bar (drawn here, not inside a cached function, so it is never replayed) and
+    cached in the library's folder, then in memory."""
+    from mmsa.library.properties import CACHE_FILE
+    from mmsa.library.properties import library_properties as compute
+
+    if not (_lib.cache_dir / CACHE_FILE).is_file():
+        bar = ProgressBar("Computing drug-like properties")
+        compute(_lib, progress=bar)
         bar.bar.empty()
-    return frame
+    return _library_properties(key, _lib=_lib)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)

@@ -116,10 +116,11 @@ def upload_preview(filename: str, data: bytes, rows: int = 200
     head = _head(filename, data)
     text = head.decode(sniff_text(filename, data), errors="replace")
     if fmt in ("csv", "tsv"):
-        lines = text.splitlines()
+        lines = text.lstrip("\ufeff").splitlines()
         if len(head) == _SNIFF_BYTES and len(lines) > 1:
             lines = lines[:-1]  # the last line may be cut
-        reader = csv.reader(io.StringIO("\n".join(lines)), delimiter="\t" if fmt == "tsv" else ",")
+        delimiter = sniff_upload(filename, data).delimiter or ("\t" if fmt == "tsv" else ",")
+        reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter)
         try:
             header = [c.strip() for c in next(reader)]
         except StopIteration:
@@ -148,6 +149,21 @@ def upload_preview(filename: str, data: bytes, rows: int = 200
                     fields.setdefault(m.group(1), []).append(value)
         return list(fields), fields
     return [], {}
+
+
+def sniff_upload(filename: str, data: bytes):
+    """How the reader will read a CSV/TSV/SMILES upload: :func:`mmsa.chem.io.sniff_table` on
+    its first lines (delimiter, SMILES column by name or content, id column); None for SDF."""
+    from mmsa.chem.io import sniff_table
+
+    fmt = file_format(filename).removesuffix(".gz")
+    if fmt == "sdf":
+        return None
+    text = _head(filename, data).decode(sniff_text(filename, data), errors="replace")
+    try:
+        return sniff_table(text, fmt)
+    except InputError:
+        return None
 
 
 def upload_columns(filename: str, data: bytes) -> list[str]:
@@ -363,15 +379,18 @@ def upload_section(encoder) -> None:
         st.error(str(exc))
         return
     c1, c2, c3 = st.columns(3)
-    smiles_col = id_col = None
+    smiles_col = id_col = sniffed = None
     is_sdf = file_format(up.name).startswith("sdf")
     if columns and not is_sdf:
-        guess = guess_smiles_column(columns)
+        sniffed = sniff_upload(up.name, data)
+        guess = guess_smiles_column(columns) or (sniffed.smiles_column if sniffed else None)
         smiles_col = c1.selectbox("SMILES column", columns, key="upload_smiles_col",
                                   index=columns.index(guess) if guess in columns else 0)
     if columns:
         id_choices = columns if is_sdf else [ROW_NUMBER, *[c for c in columns if c != smiles_col]]
         gid = guess_id_column(columns, samples)
+        if gid is None and not is_sdf and sniffed is not None:
+            gid = sniffed.id_column  # the reader's own choice
         id_col = c2.selectbox("ID field" if is_sdf else "ID column", id_choices,
                               key="upload_id_col",
                               index=id_choices.index(gid) if gid in id_choices else 0,

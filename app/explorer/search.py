@@ -211,7 +211,8 @@ def render() -> None:
         return
     st.session_state[common.QUERY_KEY] = query.strip()
     if parents.empty:
-        st.warning("No hits. Lower the threshold, raise k, or try another mode.")
+        st.warning(f"No hits for `{query.strip()}` ({mode}). Lower the threshold, raise k, or "
+                   "try another mode.")
         return
     with st.expander("Filter the hits by drug-like properties"):
         ranges = common.property_filter("search")

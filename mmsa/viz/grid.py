@@ -77,14 +77,14 @@ def safe_svg(svg: str | None) -> str:
 
 _CSS = """
 <style>
-.mmsa-grid{display:grid;grid-template-columns:repeat(%(cols)d,minmax(0,1fr));gap:10px;font-family:sans-serif;}
+.mmsa-grid{display:grid;width:100%;box-sizing:border-box;gap:10px;font-family:sans-serif;}
 .mmsa-card{border:1px solid #ddd;border-radius:8px;padding:6px;background:#fff;color:#222;overflow:hidden;}
-.mmsa-card img.mmsa-pict{width:100%%;height:auto;display:block;}
+.mmsa-card img.mmsa-pict{width:100%;height:auto;display:block;}
 .mmsa-title{font-weight:600;font-size:0.9em;margin-top:4px;overflow-wrap:anywhere;}
 .mmsa-sub{font-size:0.75em;color:#666;overflow-wrap:anywhere;}
-.mmsa-fields{font-size:0.78em;margin:2px 0 0 0;border-collapse:collapse;width:100%%;}
+.mmsa-fields{font-size:0.78em;margin:2px 0 0 0;border-collapse:collapse;width:100%;table-layout:fixed;}
 .mmsa-fields td{padding:0 4px 0 0;vertical-align:top;overflow-wrap:anywhere;}
-.mmsa-fields td.k{color:#666;white-space:nowrap;}
+.mmsa-fields td.k{color:#666;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;width:42%;}
 .mmsa-nodepict{height:120px;display:flex;align-items:center;justify-content:center;color:#999;}
 </style>
 """
@@ -93,7 +93,8 @@ _CSS = """
 def card_html(card: Card) -> str:
     """One card as an HTML fragment; all text escaped."""
     rows = "".join(
-        f'<tr><td class="k">{html.escape(str(k))}</td><td>{html.escape(format_value(v))}</td></tr>'
+        f'<tr><td class="k" title="{html.escape(str(k))}">{html.escape(str(k))}</td>'
+        f"<td>{html.escape(format_value(v))}</td></tr>"
         for k, v in card.fields.items()
     )
     sub = f'<div class="mmsa-sub">{html.escape(card.subtitle)}</div>' if card.subtitle else ""
@@ -107,10 +108,15 @@ def card_html(card: Card) -> str:
 
 
 def grid_html(cards: Iterable[Card], columns: int = 4) -> str:
-    """A responsive grid of ``cards`` with its own CSS, ready for ``st.html`` or a file."""
+    """A responsive grid of ``cards`` with its own CSS, ready for ``st.html`` or a file.
+
+    The column count is the grid's own inline style: the CSS rules are shared by every grid
+    of the page, so a 6-column grid drawn later must not turn a 1-column panel into six
+    columns a letter wide."""
     columns = max(1, int(columns))
     body = "".join(card_html(c) for c in cards)
-    return (_CSS % {"cols": columns}) + f'<div class="mmsa-grid">{body}</div>'
+    style = f"grid-template-columns:repeat({columns},minmax(0,1fr))"
+    return _CSS + f'<div class="mmsa-grid" style="{style}">{body}</div>'
 
 
 def cards_from_frame(

@@ -94,6 +94,16 @@ def _launch(p):
     )
 
 
+def _box(locator, tries: int = 20) -> dict:
+    """The bounding box of a visible element (polled: a fragment may be redrawing it)."""
+    for _ in range(tries):
+        box = locator.first.bounding_box()
+        if box is not None:
+            return box
+        locator.page.wait_for_timeout(250)
+    raise AssertionError(f"{locator} has no bounding box")
+
+
 def _outside_requests(page) -> list[str]:
     """Start recording every request the page makes to anything but this machine."""
     from urllib.parse import urlparse
@@ -180,7 +190,7 @@ def test_search_map_and_upload_in_chromium(server, tmp_path):
             panel = page.locator(".st-key-map_hover_panel")
             expect(panel.locator(".mmsa-card").filter(has_text=rows[5]["name"])).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "map.png"), full_page=True)
-            wide = panel.bounding_box()["width"]
+            wide = _box(panel.locator(".mmsa-card"))["width"]
             assert wide > 150, wide
             # a lasso selection around the point: the grid of the selection appears, and the
             # hover panel keeps its width (it once collapsed to 18 px, one letter a line)
@@ -194,8 +204,10 @@ def test_search_map_and_upload_in_chromium(server, tmp_path):
             page.mouse.move(xy[0], xy[1], steps=5)
             expect(panel.locator(".mmsa-card").filter(has_text=rows[5]["name"])).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "map-selection.png"), full_page=True)
-            box = panel.bounding_box()
-            assert box["width"] > 150 and abs(box["width"] - wide) < 20, (box, wide)
+            box = _box(panel.locator(".mmsa-card"))
+            # (the selection's 6-column grid once restyled every grid of the page, this one
+            # included: six columns 30 px wide)
+            assert box["width"] > 150 and box["height"] < 600, box
 
             # upload a small CSV and build a library from it
             page.get_by_role("link", name="Libraries").click()
@@ -305,6 +317,9 @@ def test_upload_b3db_and_egfr_and_search_every_mode(server, tmp_path):
         page.set_default_timeout(300_000)
         expect.set_options(timeout=300_000)  # building 7,805 molecules on a busy machine
         page.goto(url)
+        # wait for the router's first run: a link clicked before it would open the page
+        # script on its own (Streamlit's pages/ folder fallback), without the router
+        expect(page.get_by_role("heading", name="Search")).to_be_visible()
         try:
             for path, lib, id_field, queries in cases:
                 page.get_by_role("link", name="Libraries").click()
@@ -325,10 +340,9 @@ def test_upload_b3db_and_egfr_and_search_every_mode(server, tmp_path):
                     box = page.get_by_role("textbox", name="Query: a SMILES (substructure mode: a SMARTS pattern)")
                     box.fill(query)
                     box.press("Enter")
-                    expect(page.get_by_text(re.compile(r"^\d+ compounds? for"))
-                           .or_(page.get_by_text("No hits."))).to_be_visible()
-                    expect(page.get_by_text(f"for {query} ({mode})")
-                           .or_(page.get_by_text("No hits."))).to_be_visible()
+                    # the summary line, or the "No hits" warning, of this very search
+                    expect(page.get_by_text(f"for {query} ({mode})").first).to_be_visible()
+                    page.wait_for_timeout(500)
                     assert page.get_by_test_id("stException").count() == 0, (lib, mode)
                     assert page.locator("[data-testid=stAlertContentError]").count() == 0, \
                         (lib, mode)

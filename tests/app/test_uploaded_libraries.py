@@ -278,3 +278,23 @@ def test_memory_histogram_axis_ends_with_the_data(app, app_env):
     lo, hi = spec["layout"]["xaxis"]["range"]
     assert lo <= min(weights) and hi >= max(weights)
     assert hi - lo <= (max(weights) - min(weights)) * 1.05 + 1
+
+
+def test_upload_columns_are_read_as_the_reader_reads_them(app, app_env):
+    """Format detection and column finding come from mmsa.chem.io: a semicolon CSV is split
+    on semicolons, a SMILES column without "smiles" in its name is found by content, and
+    the reader's extensions (.tab, .ism, .sd) are accepted."""
+    root, name, rows = app_env
+    at = goto(app, "libraries")
+    data = "structure;label\n" + "".join(f"{r['smiles']};m{i}\n" for i, r in enumerate(rows[:6]))
+    at.file_uploader[0].set_value(("semi.csv", data.encode(), "text/csv")).run()
+    no_exception(at)
+    assert at.selectbox(key="upload_smiles_col").options == ["structure", "label"]
+    assert at.selectbox(key="upload_smiles_col").value == "structure"
+    at.selectbox(key="upload_id_col").set_value("label").run()
+    at.button(key="upload_build").click().run()
+    no_exception(at)
+    assert open_library("semi", root=root).metadata["id"].tolist() == [f"m{i}" for i in range(6)]
+    for fname in ("x.tab", "x.ism", "x.sd"):
+        at.file_uploader[0].set_value((fname, b"CCO a\n", "text/plain")).run()
+        assert not any("not a format we read" in e for e in errors_of(at)), fname
