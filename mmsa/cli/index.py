@@ -51,9 +51,9 @@ def register(subparsers) -> None:
     p = sub.add_parser("build", help="build a library from a .smi/.csv/.tsv/.sdf[.gz] file")
     p.add_argument("input", help="molecule file")
     p.add_argument("--name", required=True, help="library name")
-    p.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf"],
+    p.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf", "ivfpq"],
                    help="FAISS index: auto = exact below --approx-threshold, HNSW up to 1M "
-                        "molecules, IVF above")
+                        "molecules, IVF-flat up to 5M, IVF-PQ (re-ranked exactly) above")
     p.add_argument("--approx-threshold", type=int, default=50_000,
                    help="library size from which 'auto' uses an approximate index")
     p.add_argument("--hyperedge-k", type=int, default=8, help="neighbours per hyperedge")

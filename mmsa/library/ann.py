@@ -16,7 +16,7 @@ from mmsa.types import LibraryError
 
 log = logging.getLogger(__name__)
 
-INDEX_TYPES = ("auto", "flat", "hnsw", "ivf")
+INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 #: recall@10 an approximate index must reach against exact search
 MIN_RECALL = 0.95
 #: the search knob is tuned for MIN_RECALL + this margin on the (leave-one-out) build sample,
@@ -26,9 +26,19 @@ RECALL_MARGIN = 0.02
 RECALL_SAMPLE = 1000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
-#: ``kind="auto"``: exact below APPROX_THRESHOLD vectors, HNSW below IVF_THRESHOLD, else IVF
+#: ``kind="auto"``: exact below APPROX_THRESHOLD vectors, HNSW below IVF_THRESHOLD, IVF-flat
+#: below IVFPQ_THRESHOLD, else IVF-PQ. IVF-flat keeps every float vector in RAM (4 d bytes,
+#: 1 KB at d=256: 5 GB at 5M molecules); IVF-PQ keeps PQ_BYTES_PER_DIM * d bytes of code
+#: (32 B at d=256) and re-ranks its candidates from the memory-mapped vectors.
 APPROX_THRESHOLD = 50_000
 IVF_THRESHOLD = 1_000_000
+IVFPQ_THRESHOLD = 5_000_000
+#: IVF-PQ: one 8-bit sub-quantizer per 8 dimensions (d / 8 bytes per vector)
+PQ_DIMS_PER_CODE = 8
+#: IVF-PQ: candidates re-ranked by exact inner product per query (raised with nprobe when
+#: recall needs it); at least RERANK_PER_K * k
+RERANK = (64, 128, 256, 512)
+RERANK_PER_K = 4
 BLOCK = 65_536
 
 
@@ -106,6 +116,7 @@ def build_index(
     *,
     approx_threshold: int = APPROX_THRESHOLD,
     ivf_threshold: int = IVF_THRESHOLD,
+    ivfpq_threshold: int = IVFPQ_THRESHOLD,
     min_recall: float = MIN_RECALL,
     sample: int = RECALL_SAMPLE,
     seed: int = 0,
@@ -115,28 +126,35 @@ def build_index(
 
     ``kind``: "flat" (exact inner product), "hnsw" (HNSW, M=32, efSearch raised until
     recall@10 >= ``min_recall``), "ivf" (IVF-flat, nlist ~ 2 sqrt(n), nprobe raised likewise),
-    "auto" (flat below ``approx_threshold`` vectors, hnsw below ``ivf_threshold``, else ivf:
-    HNSW searches fastest, but its construction costs ~0.35 ms of CPU per 256-d vector,
-    about 12 CPU-minutes for MOSES, where IVF trains and fills in ~2). An approximate index
+    "ivfpq" (IVF with product-quantised codes, d/8 bytes a vector, nlist as IVF; each query's
+    candidates are re-ranked by exact inner product over ``vectors``, see :func:`search`;
+    nprobe, then the number re-ranked, raised until recall@10 >= ``min_recall``),
+    "auto" (flat below ``approx_threshold`` vectors, hnsw below ``ivf_threshold``, ivf below
+    ``ivfpq_threshold``, else ivfpq: HNSW searches fastest, but its construction costs
+    ~0.35 ms of CPU per 256-d vector, about 12 CPU-minutes for MOSES, where IVF trains and
+    fills in ~2; IVF-flat keeps 4 d bytes a vector in RAM, IVF-PQ d/8). An approximate index
     that cannot reach ``min_recall`` falls back to flat. Recall@10 against exact search is measured
     on ``sample`` seeded library vectors used as queries, leave-one-out (the query's own row
     is not counted).
 
     Returns (index, info) where info is the manifest's "index" entry: type, params,
-    recall_at_10, recall_sample, build_seconds.
+    recall_at_10, recall_sample, build_seconds, ram_bytes_per_molecule (the index's own RAM,
+    :func:`ram_bytes`).
     """
     faiss = _faiss()
     if kind not in INDEX_TYPES:
         raise ValueError(f"unknown index type {kind!r}; choose one of {', '.join(INDEX_TYPES)}")
     n, d = vectors.shape
     if kind == "auto":
-        kind = ("flat" if n < approx_threshold else "hnsw" if n < ivf_threshold else "ivf")
+        kind = ("flat" if n < approx_threshold else "hnsw" if n < ivf_threshold
+                else "ivf" if n < ivfpq_threshold else "ivfpq")
     t0 = time.perf_counter()
     if kind == "flat" or n < 2:
         index = faiss.IndexFlatIP(d)
         _add_blocks(index, vectors, progress)
         info = {"type": "flat", "params": {}, "recall_at_10": 1.0, "recall_sample": 0}
         info["build_seconds"] = round(time.perf_counter() - t0, 3)
+        info["ram_bytes_per_molecule"] = round(ram_bytes(index, info) / max(n, 1), 2)
         return index, info
 
     rng = np.random.default_rng(seed)
@@ -157,34 +175,61 @@ def build_index(
 
         def set_knob(v):
             index.hnsw.efSearch = v
-    else:  # ivf
+    else:  # ivf, ivfpq
         # 2 sqrt(n) lists, k-means of 10 iterations on 50 vectors per list: ~1 CPU-minute
         # for MOSES at d=256 (4 sqrt(n) lists and 25 iterations would cost ~10)
         nlist = int(max(1, min(n // 39, round(2 * np.sqrt(n)))))
         quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        if kind == "ivfpq":
+            m_codes = pq_codes(d)
+            # 8-bit codebooks (256 centroids) need ~39 * 256 training vectors; fewer bits on
+            # small libraries
+            nbits = int(np.clip(np.floor(np.log2(max(n, 2) / 39)), 1, 8))
+            index = faiss.IndexIVFPQ(quantizer, d, nlist, m_codes, nbits,
+                                     faiss.METRIC_INNER_PRODUCT)
+            index.pq.cp.niter = 10
+            n_train = min(n, max(50 * nlist, 64 * 2**nbits))
+            params = {"nlist": nlist, "m": m_codes, "nbits": nbits}
+        else:
+            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+            n_train = min(n, 50 * nlist)
+            params = {"nlist": nlist}
         index.cp.niter = 10
-        train_rows = np.sort(rng.choice(n, size=min(n, 50 * nlist), replace=False))
+        train_rows = np.sort(rng.choice(n, size=n_train, replace=False))
         index.train(np.ascontiguousarray(vectors[train_rows], dtype=np.float32))
         _add_blocks(index, vectors, progress)
-        params = {"nlist": nlist}
         knob = "nprobe"
-        values = [v for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if v <= nlist]
-        if values[-1] != nlist:
-            values.append(nlist)
+        nprobes = [v for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if v <= nlist]
+        if nprobes[-1] != nlist:
+            nprobes.append(nlist)
+        if kind == "ivfpq":
+            # (nprobe, rerank) pairs: nprobe first, then more candidates re-ranked
+            values = [(p, r) for r in RERANK for p in nprobes]
+        else:
+            values = nprobes
 
         def set_knob(v):
-            index.nprobe = v
+            if kind == "ivfpq":
+                index.nprobe = v[0]
+                params["rerank"] = v[1]
+            else:
+                index.nprobe = v
 
     recall = 0.0
     target = max(min_recall, min(1.0, min_recall + RECALL_MARGIN))
     for v in values:
         set_knob(v)
-        _, approx = index.search(queries, k + 1)
+        if kind == "ivfpq":
+            _, approx = search(index, {"type": kind, "params": params}, vectors, queries, k + 1)
+        else:
+            _, approx = index.search(queries, k + 1)
         recall = recall_at_k(_drop_self(approx, qrows, k), exact, k)
-        log.info("%s %s=%d: recall@10 %.4f", kind, knob, v, recall)
+        log.info("%s %s=%s: recall@10 %.4f", kind, knob, v, recall)
         if recall >= target or (v == values[-1] and recall >= min_recall):
-            params[knob] = v
+            if kind == "ivfpq":
+                params["nprobe"], params["rerank"] = int(v[0]), int(v[1])
+            else:
+                params[knob] = v
             break
     else:
         log.warning(
@@ -196,6 +241,7 @@ def build_index(
         info = {"type": "flat", "params": {}, "recall_at_10": 1.0, "recall_sample": 0,
                 "fallback_from": kind, "fallback_recall": round(float(recall), 4)}
         info["build_seconds"] = round(time.perf_counter() - t0, 3)
+        info["ram_bytes_per_molecule"] = round(ram_bytes(index, info) / max(n, 1), 2)
         return index, info
     info = {
         "type": kind,
@@ -204,7 +250,75 @@ def build_index(
         "recall_sample": int(len(qrows)),
         "build_seconds": round(time.perf_counter() - t0, 3),
     }
+    info["ram_bytes_per_molecule"] = round(ram_bytes(index, info) / n, 2)
     return index, info
+
+
+def pq_codes(d: int) -> int:
+    """Sub-quantizers of an IVF-PQ index over d-dim vectors: one per PQ_DIMS_PER_CODE
+    dimensions (a divisor of d, as FAISS needs)."""
+    m = max(1, d // PQ_DIMS_PER_CODE)
+    while d % m:
+        m -= 1
+    return m
+
+
+def ram_bytes(index, info: dict) -> int:
+    """Bytes of RAM the index itself holds (not the memory-mapped vectors an IVF-PQ search
+    re-ranks from, which the OS pages in on demand): flat 4 d n; HNSW 4 d n plus its level-0
+    neighbour lists (2 M int32 a vector; the upper levels, ~1/M of that, left out); IVF
+    codes (4 d bytes for IVF-flat, d/8 for IVF-PQ) + an 8-byte id a vector, plus the
+    centroids (and the PQ codebooks)."""
+    faiss = _faiss()
+    n, d = int(index.ntotal), int(index.d)
+    kind = info.get("type")
+    if kind == "flat":
+        return 4 * d * n
+    if kind == "hnsw":
+        return 4 * d * n + 2 * HNSW_M * 4 * n
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+    total = 8 * n + int(ivf.code_size) * n + 4 * d * int(ivf.nlist)
+    if kind == "ivfpq":
+        pq = ivf.pq
+        total += 4 * int(pq.M) * int(pq.ksub) * int(pq.dsub)
+    return total
+
+
+def _rerank(vectors: np.ndarray, queries: np.ndarray, cand: np.ndarray,
+            k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner products of each query with its candidate rows (``vectors`` may be a
+    memmap: only those rows are read), best k by score then row; -1/-inf padded."""
+    m = len(queries)
+    out_d = np.full((m, k), -np.inf, np.float32)
+    out_i = np.full((m, k), -1, np.int64)
+    for r in range(m):
+        rows = np.unique(cand[r][cand[r] >= 0])  # sorted: sequential reads of the memmap
+        if len(rows) == 0:
+            continue
+        sims = np.asarray(vectors[rows], dtype=np.float32) @ queries[r]
+        order = np.lexsort((rows, -sims))[:k]
+        out_d[r, :len(order)] = sims[order]
+        out_i[r, :len(order)] = rows[order]
+    return out_d, out_i
+
+
+def search(index, info: dict, vectors: np.ndarray, queries: np.ndarray,
+           k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k-NN of ``queries`` float32 [m, d] through ``index`` (the manifest's ``info``).
+
+    For "ivfpq" the index returns max(rerank, RERANK_PER_K * k) candidates by approximate
+    (PQ) score, re-ranked by their exact inner product from ``vectors`` [n, d] (e.g. the
+    library's memmap), so the returned scores are exact cosines. Other types search as they
+    are. Returns (scores float32 [m, k], rows int64 [m, k]); rows -1 where fewer than k."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if info.get("type") != "ivfpq":
+        d, i = index.search(queries, k)
+        return d, i.astype(np.int64)
+    n = int(index.ntotal)
+    rerank = int(info.get("params", {}).get("rerank", RERANK[-1]))
+    kk = min(n, max(k, rerank, RERANK_PER_K * k))
+    _, cand = index.search(queries, kk)
+    return _rerank(vectors, queries, cand, k)
 
 
 def apply_params(index, info: dict) -> None:
@@ -212,7 +326,7 @@ def apply_params(index, info: dict) -> None:
     params = info.get("params", {})
     if info.get("type") == "hnsw" and "efSearch" in params:
         index.hnsw.efSearch = int(params["efSearch"])
-    elif info.get("type") == "ivf" and "nprobe" in params:
+    elif info.get("type") in ("ivf", "ivfpq") and "nprobe" in params:
         index.nprobe = int(params["nprobe"])
 
 
@@ -249,8 +363,10 @@ def knn_graph(
     k: int,
     block: int = 16_384,
     progress: Callable[[int, int], None] | None = None,
+    info: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each vector's k nearest other vectors via ``index`` (which holds ``vectors``).
+    """Each vector's k nearest other vectors via ``index`` (which holds ``vectors``), through
+    :func:`search` when ``info`` (the manifest entry) is given, so IVF-PQ re-ranks.
 
     Returns (rows int32 [n, k+1], scores float32 [n, k+1]): column 0 is the vector itself
     (score = its self inner product); missing neighbours are -1 (score NaN).
@@ -261,7 +377,10 @@ def knn_graph(
     kk = min(k + 1, n)
     for start in range(0, n, block):
         q = np.ascontiguousarray(vectors[start : start + block], dtype=np.float32)
-        d, i = index.search(q, kk)
+        if info is not None:
+            d, i = search(index, info, vectors, q, kk)
+        else:
+            d, i = index.search(q, kk)
         me = np.arange(start, start + len(q))[:, None]
         drop = (i == me) | (i < 0)
         order = np.argsort(drop, axis=1, kind="stable")[:, :k]

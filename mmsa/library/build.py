@@ -500,7 +500,7 @@ def _finish(folder: Path, manifest: dict, *, dim: int, index: str, approx_thresh
     k = max(1, int(hyperedge_k))
     log.info("computing the %d-NN hyperedges of %d molecules", k, n)
     t0 = time.perf_counter()
-    rows, scores = ann.knn_graph(ann.to_gpu_if_available(idx), vectors, k)
+    rows, scores = ann.knn_graph(ann.to_gpu_if_available(idx), vectors, k, info=info)
     rows.tofile(folder / "hyperedges.i32")
     scores.tofile(folder / "hyperedge_scores.f32")
     del idx, vectors
@@ -716,8 +716,9 @@ def build_library(
     :func:`mmsa.library.embed.embed_chunk` (a pure function of the SMILES batch and the
     checkpoint, run in ``n_jobs`` worker processes when ``n_jobs > 1``) and is appended to the
     files on disk, so memory stays bounded. Then the FAISS index (``index``: "auto" | "flat" |
-    "hnsw" | "ivf"; "auto" = flat below ``approx_threshold`` vectors, HNSW up to 1M, IVF
-    above, with recall@10 >= 0.95 measured on a sample and recorded) and the kNN hyperedges
+    "hnsw" | "ivf" | "ivfpq"; "auto" = flat below ``approx_threshold`` vectors, HNSW up to
+    1M, IVF-flat up to 5M, IVF-PQ with exact re-ranking above (:mod:`mmsa.library.ann`),
+    with recall@10 >= 0.95 measured on a sample and recorded) and the kNN hyperedges
     (``hyperedge_k`` neighbours) are built.
 
     Everything is written into a temporary folder ``ROOT/.NAME.tmp-XXXX`` swapped in at the

@@ -40,19 +40,23 @@ def search_vectors(lib, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, n
         raise InputError(f"query vectors have width {q.shape[1]}, the library {lib.dim}")
     if len(lib) == 0:
         return np.zeros((len(q), k), np.float32), np.full((len(q), k), -1, np.int64)
-    index = lib.index
+    from mmsa.library import ann
+
+    index, info = lib.index, lib.manifest["index"]
     kk = min(k, len(lib))
+    # IVF-PQ re-ranks its candidates from the memory-mapped vectors (ann.search)
+    vectors = lib.vectors if info.get("type") == "ivfpq" else None
     if len(q) <= 8:  # a few queries: OpenMP threads only add synchronisation
         import faiss
 
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)
         try:
-            d, i = index.search(q, kk)
+            d, i = ann.search(index, info, vectors, q, kk)
         finally:
             faiss.omp_set_num_threads(threads)
     else:
-        d, i = index.search(q, kk)
+        d, i = ann.search(index, info, vectors, q, kk)
     if kk < k:
         d = np.concatenate([d, np.full((len(q), k - kk), -np.inf, d.dtype)], axis=1)
         i = np.concatenate([i, np.full((len(q), k - kk), -1, i.dtype)], axis=1)
