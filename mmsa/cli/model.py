@@ -23,7 +23,10 @@ def register(subparsers) -> None:
                         "chembl-sample + MOSES, evaluation sets excluded) with the chemistry "
                         "targets (Morgan environments, descriptors, scaffold analogues)")
     p.add_argument("--n-multimodal", type=int, default=100_000,
-                   help="with --corpus: molecules that also get image and 3D (default 100000)")
+                   help="with --corpus: molecules that also get a depiction (default 100000)")
+    p.add_argument("--n-geometry", type=int,
+                   help="with --corpus: molecules (of those) that also get a 3D conformer "
+                        "(default: --n-multimodal)")
     p.add_argument("--analogue-fraction", type=float, default=0.5,
                    help="with --corpus: share of each batch drawn as same-scaffold pairs")
     p.add_argument("--steps", type=int, default=2000)
@@ -80,6 +83,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if args.corpus:
         smiles = train.pretraining_corpus(args.corpus, seed=args.seed, n_jobs=args.n_jobs)
         packed = train.featurize_corpus(config, smiles, args.n_multimodal, n_jobs=args.n_jobs,
+                                        n_geometry=args.n_geometry,
                                         progress=True)
         print(f"corpus: {len(packed)} molecules", file=sys.stderr)
         if args.featurize_only:
