@@ -184,6 +184,8 @@ class TanimotoIndex:
                  starts: np.ndarray):
         self.fps, self.counts, self.order, self.starts = fps, counts, order, starts
         self.n_bits = 64 * fps.shape[1]
+        #: the popcounts present, for the top-k visiting order
+        self._present = np.flatnonzero(starts[1:] > starts[:-1])
         #: rows whose fingerprint was compared in the last search (for tests/benchmarks)
         self.last_scanned = 0
 
@@ -258,8 +260,7 @@ class TanimotoIndex:
         if k < 1:
             raise ValueError("k must be >= 1")
         t = -np.inf if threshold is None else float(threshold)
-        c = np.arange(self.n_bits + 1)
-        present = c[self.starts[1:] > self.starts[:-1]]
+        present = self._present
         bounds = bound(qc, present)
         # decreasing bound; among equal bounds the nearer popcount first
         visit = np.lexsort((np.abs(present - qc), -bounds))
