@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
     p.add_argument("--query", default=DIAZEPAM)
     p.add_argument("--chromium", default="/usr/bin/chromium")
+    p.add_argument("--timeout", type=float, default=300, help="seconds per step")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -50,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             browser = pw.chromium.launch(executable_path=args.chromium, args=[
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
             page = browser.new_page(viewport={"width": 1440, "height": 1100})
-            page.set_default_timeout(300_000)
-            expect.set_options(timeout=300_000)
+            page.set_default_timeout(args.timeout * 1000)
+            expect.set_options(timeout=args.timeout * 1000)
             page.goto(url)
             box = page.get_by_role("textbox", name="Query: a SMILES (substructure mode: a SMARTS pattern)")
             box.fill(args.query)
@@ -61,8 +62,12 @@ def main(argv: list[str] | None = None) -> int:
             page.screenshot(path=str(out / "search.png"))
             # why is this a hit: the second hit beside the query
             page.get_by_text("Why is this a hit?").click()
-            page.get_by_role("combobox", name="Hit", exact=True).click()
-            page.get_by_role("option").nth(1).click()
+            combo = page.get_by_role("combobox", name="Hit", exact=True)
+            combo.click()
+            page.wait_for_timeout(700)
+            page.keyboard.press("ArrowDown")
+            page.keyboard.press("ArrowDown")
+            page.keyboard.press("Enter")
             expect(page.get_by_text("Memory slots they share")).to_be_visible()
             page.wait_for_timeout(1500)
             page.get_by_text("Why is this a hit?").scroll_into_view_if_needed()
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             # the hits filtered by drug-like properties (QED at least 0.5)
             page.get_by_text("Filter the hits by drug-like properties").click()
             page.get_by_text("Filter by drug-like properties").click()
-            qed = page.get_by_role("slider").nth(12)  # 7 ranges, 2 thumbs each: QED low
+            qed = page.get_by_test_id("stSlider").filter(has_text="QED").get_by_role("slider").first
             qed.focus()
             for _ in range(10):
                 page.keyboard.press("ArrowRight")
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             page.wait_for_timeout(3000)
             page.screenshot(path=str(out / "map.png"))
             page.get_by_role("link", name="Hyperedges").click()
-            page.get_by_label("Molecule id (or row number, e.g. #12)").fill("#0")
+            page.get_by_role("textbox", name="Molecule id (or row number, e.g. #12)").fill("#0")
             page.keyboard.press("Enter")
             expect(page.locator(".mmsa-card").first).to_be_visible()
             page.wait_for_timeout(1500)
