@@ -227,6 +227,13 @@ def _library_properties(key, _lib):
     return compute(_lib)
 
 
+def properties_cached(lib) -> bool:
+    """Whether the library's drug-like properties are already computed (on disk)."""
+    from mmsa.library.properties import CACHE_FILE
+
+    return (lib.cache_dir / CACHE_FILE).is_file()
+
+
 def library_properties(key, _lib):
     """MW, cLogP, TPSA, HBD, HBA, rotatable bonds, QED of every molecule: computed once with
     a progress bar (drawn here, not inside a cached function, so it is never replayed) and
@@ -249,11 +256,16 @@ def rows_properties(key, rows: tuple[int, ...], _lib):
     return compute(_lib, list(rows))
 
 
+#: slots are named from at most this many molecules (a seeded sample of bigger libraries)
+LABEL_SAMPLE = 5_000
+
+
 @st.cache_data(max_entries=8, show_spinner="Naming the memory slots\u2026")
 def slot_labels(key, _lib) -> dict[int, str]:
     """A label per used memory slot: its most enriched scaffold and most separating
     property (mmsa.library.slot_names), over the library's numeric columns and the
-    drug-like properties."""
+    drug-like properties; from a seeded sample of LABEL_SAMPLE molecules in bigger
+    libraries (a slot absent from the sample gets no label)."""
     import numpy as np
     import pandas as pd
 
@@ -261,12 +273,16 @@ def slot_labels(key, _lib) -> dict[int, str]:
     from mmsa.library.slots import property_columns
 
     meta = _lib.metadata
-    props = library_properties(key, _lib=_lib)
-    own = meta[property_columns(meta)].apply(pd.to_numeric, errors="coerce")
-    table = pd.concat([own.reset_index(drop=True), props.reset_index(drop=True)], axis=1)
+    n = len(meta)
+    rows = (np.arange(n) if n <= LABEL_SAMPLE else
+            np.sort(np.random.default_rng(0).choice(n, LABEL_SAMPLE, replace=False)))
+    props = rows_properties(key, tuple(rows.tolist()), _lib=_lib)
+    part = meta.iloc[rows].reset_index(drop=True)
+    own = part[property_columns(meta)].apply(pd.to_numeric, errors="coerce")
+    table = pd.concat([own, props.reset_index(drop=True)], axis=1)
     table = table.loc[:, ~table.columns.duplicated()]
     ids, _ = _lib.slot_topk
-    return label(meta["smiles"].tolist(), np.asarray(ids)[:, 0], table)
+    return label(part["smiles"].tolist(), np.asarray(ids)[rows, 0], table)
 
 
 def property_filter(prefix: str) -> dict[str, tuple[float, float]] | None:

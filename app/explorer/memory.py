@@ -20,6 +20,9 @@ from mmsa.viz.motif import motif_smiles
 N_PROTOTYPES = 3
 PICTURE = (300, 220)  # prototype depictions (pixels); shown at THUMB_ROW px high in the table
 THUMB_ROW = 150
+#: drug-like property distributions are offered without asking up to this library size (or
+#: once the Map page's filter has computed them)
+PROPERTY_LIMIT = 20_000
 MEMBER_GRID = 12
 MOTIF_MEMBERS = 8  # the common motif of a slot is the MCS of its top members
 
@@ -136,9 +139,11 @@ def render() -> None:
 
     c1, c2 = st.columns(2)
     with c1:
-        props = common.library_properties(key, _lib=lib)
-        full = pd.concat([meta.reset_index(drop=True), props.add_suffix(
-            "" if not set(props.columns) & set(meta.columns) else " (RDKit)")], axis=1)
+        full = meta
+        if len(lib) <= PROPERTY_LIMIT or common.properties_cached(lib):
+            props = common.library_properties(key, _lib=lib)
+            full = pd.concat([meta.reset_index(drop=True), props.add_suffix(
+                "" if not set(props.columns) & set(meta.columns) else " (RDKit)")], axis=1)
         dists = property_distributions(full, rows)
         if dists:
             prop = st.selectbox("Property distribution", list(dists), key="mem_prop")
