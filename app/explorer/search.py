@@ -11,7 +11,7 @@ from explorer import common
 from mmsa.library.results import K_MAX, SCORE_COLUMNS, check_k, search_parents
 from mmsa.types import InputError, MMSAError
 from mmsa.viz.export import to_csv_bytes, to_sdf_bytes
-from mmsa.viz.grid import Card, grid_html
+from mmsa.viz.grid import Card, grid_html, value_colours
 
 MODES = ("embedding", "tanimoto", "substructure", "exact")
 MODE_HELP = {
@@ -57,7 +57,8 @@ def property_columns(hits: pd.DataFrame) -> list[str]:
             if c not in SCORE_COLUMNS and c not in ("input_smiles", "ids", "rows", "forms")]
 
 
-def hit_cards(parents: pd.DataFrame, query: str, mode: str, limit: int = GRID_LIMIT) -> list[Card]:
+def hit_cards(parents: pd.DataFrame, query: str, mode: str, limit: int = GRID_LIMIT,
+              colour_by: str | None = None) -> list[Card]:
     """One card per parent structure: depiction aligned to the query with the matched part
     highlighted, both similarity scores, every id of its forms and the library's properties
     (all text escaped by the grid). Columns are read by name, so any column name works."""
@@ -71,7 +72,10 @@ def hit_cards(parents: pd.DataFrame, query: str, mode: str, limit: int = GRID_LI
         except InputError:
             pattern = query
     cards = []
-    for row in parents.head(limit).to_dict("records"):
+    shown = parents.head(limit)
+    accents = ([None] * len(shown) if not colour_by or colour_by not in shown else
+               value_colours(pd.to_numeric(shown[colour_by], errors="coerce").tolist()))
+    for row, accent in zip(shown.to_dict("records"), accents):
         svg = common.depict_svg(row["smiles"], query=pattern, substructure=(mode == "substructure"))
         fields: dict[str, object] = {}
         for score in ("cosine", "tanimoto"):
@@ -82,7 +86,10 @@ def hit_cards(parents: pd.DataFrame, query: str, mode: str, limit: int = GRID_LI
             fields[f"{len(ids)} entries"] = ", ".join(str(i) for i in ids)
         for c in props[:FIELDS_PER_CARD]:
             fields[c] = row[c]
-        cards.append(Card(svg=svg, title=str(row["id"]), subtitle=f"#{row['rank']}", fields=fields))
+        if colour_by and colour_by not in fields and colour_by in row:
+            fields[colour_by] = row[colour_by]
+        cards.append(Card(svg=svg, title=str(row["id"]), subtitle=f"#{row['rank']}", fields=fields,
+                          accent=accent))
     return cards
 
 
@@ -140,6 +147,16 @@ def why_section(lib, parents: pd.DataFrame, query: str, can_embed: bool) -> None
                 for c in ("query weight", "hit weight", "shared")})
         if why.note:
             st.caption(why.note)
+
+
+def numeric_columns(parents: pd.DataFrame) -> list[str]:
+    """The library columns of the hits holding numbers (grouped forms may join values)."""
+    out = []
+    for c in property_columns(parents):
+        values = pd.to_numeric(parents[c], errors="coerce")
+        if values.notna().mean() >= 0.5 and values.nunique() > 1:
+            out.append(c)
+    return out
 
 
 def _sketcher():
@@ -234,7 +251,15 @@ def render() -> None:
                 + (f", {len(rows)} library entries ({grouped} salt forms or duplicates grouped "
                    "with their parent)" if grouped else "")
                 + (f"; the first {shown} are drawn" if shown < len(parents) else ""))
-    st.html(grid_html(hit_cards(parents, query.strip(), mode), columns=4))
+    numeric = numeric_columns(parents)
+    colour_by = None
+    if numeric:
+        colour_by = st.selectbox("Colour the cards by", ["(none)", *numeric], key="search_colour",
+                                 help="A numeric column of the library (an activity...): each "
+                                      "card's top border on a Viridis scale, low (purple) to "
+                                      "high (yellow), over the hits shown")
+        colour_by = None if colour_by == "(none)" else colour_by
+    st.html(grid_html(hit_cards(parents, query.strip(), mode, colour_by=colour_by), columns=4))
     if mode != "substructure":
         why_section(lib, parents, query.strip(), can_embed)
     with st.expander("Hits as a table (every library entry)", expanded=False):

@@ -22,12 +22,45 @@ class Card:
 
     ``svg`` is a depiction produced by our own drawer (mmsa.chem.depict); ``title`` and every
     key and value of ``fields`` may be user-provided text and are escaped when rendered.
+    ``accent``: a ``#rrggbb`` colour for the card's top border (e.g. an activity value on a
+    colour scale, see :func:`value_colours`); anything else is ignored.
     """
 
     svg: str | None
     title: str
     fields: Mapping[str, object] = field(default_factory=dict)
     subtitle: str | None = None
+    accent: str | None = None
+
+
+_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+#: Viridis at 9 stops (low -> high)
+_VIRIDIS = ("#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962",
+            "#addc30", "#fde725")
+
+
+def value_colours(values: Sequence[object]) -> list[str | None]:
+    """A Viridis colour per value, scaled from the smallest to the largest finite one
+    (None for missing or non-numeric values)."""
+    nums = []
+    for v in values:
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            x = math.nan
+        nums.append(x)
+    finite = [x for x in nums if math.isfinite(x)]
+    if not finite:
+        return [None] * len(nums)
+    lo, hi = min(finite), max(finite)
+    out: list[str | None] = []
+    for x in nums:
+        if not math.isfinite(x):
+            out.append(None)
+            continue
+        t = 0.5 if hi == lo else (x - lo) / (hi - lo)
+        out.append(_VIRIDIS[min(len(_VIRIDIS) - 1, int(round(t * (len(_VIRIDIS) - 1))))])
+    return out
 
 
 def format_value(value: object, digits: int = 3) -> str:
@@ -98,8 +131,11 @@ def card_html(card: Card) -> str:
         for k, v in card.fields.items()
     )
     sub = f'<div class="mmsa-sub">{html.escape(card.subtitle)}</div>' if card.subtitle else ""
+    accent = ""
+    if card.accent and _HEX.match(card.accent):
+        accent = f' style="border-top:6px solid {card.accent}"'
     return (
-        '<div class="mmsa-card">'
+        f'<div class="mmsa-card"{accent}>'
         f"{svg_img(card.svg, alt=card.title)}"
         f'<div class="mmsa-title">{html.escape(card.title)}</div>{sub}'
         f'<table class="mmsa-fields">{rows}</table>'

@@ -207,3 +207,19 @@ def test_map_filter_greys_out_the_rest(app, app_env):
     assert sorted(kept) == sorted(np.flatnonzero(mw <= 300).tolist())
     at.selectbox(key="map_colour").set_value("RDKit: QED").run()
     no_exception(at)
+
+
+@pytest.mark.slow
+def test_hit_cards_coloured_by_a_numeric_column(app, app_env):
+    root, name, rows = app_env
+    at = goto(app, "search")
+    search(at, rows[0]["smiles"], "tanimoto", k=6)
+    assert "border-top" not in html_of(at)
+    at.selectbox(key="search_colour").set_value("MolWt").run()
+    no_exception(at)
+    page = html_of(at)
+    cards = page.split('class="mmsa-card"')[1:]
+    weights = [float(c.split("MolWt</td><td>")[1].split("<")[0]) for c in cards]
+    colours = [c.split("border-top:6px solid ")[1][:7] for c in cards]
+    assert colours[weights.index(max(weights))] == "#fde725"  # Viridis high
+    assert colours[weights.index(min(weights))] == "#440154"  # Viridis low
