@@ -7,12 +7,16 @@ fingerprints in :mod:`mmsa.chem.fingerprints`; limits in :mod:`mmsa.limits`.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from mmsa import limits
 from mmsa.library.library import MODES
 from mmsa.types import InputError
+
+log = logging.getLogger(__name__)
 
 #: substructure search with k ranks at most this many matches (the first, in library order)
 SUBSTRUCTURE_SCAN = 10_000
@@ -65,14 +69,31 @@ def search_vectors(lib, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, n
 
 def tanimoto_index(lib):
     """The library's :class:`mmsa.library.tanimoto.TanimotoIndex` (Morgan fingerprints sorted
-    by popcount), built at the first Tanimoto search and kept on the Library object. Built
-    from morgan.u8 alone, so every library, old ones included, gets it; one pass over the
-    fingerprints (no file is written, nothing can go stale)."""
+    by popcount), kept on the Library object. At the first Tanimoto search it is loaded from
+    ``lib.cache_dir`` when a cache there was built from this morgan.u8 (its sha256) and
+    passes its own checksums, else built from morgan.u8 and saved there atomically (a failed
+    save only costs the rebuild next time). Derived from morgan.u8 alone, so every library,
+    old ones included, gets it."""
     index = getattr(lib, "_tanimoto_index", None)
     if index is None:
         from mmsa.library.tanimoto import TanimotoIndex
 
-        index = TanimotoIndex.from_packed(lib.morgan)
+        morgan = lib.morgan  # verifies morgan.u8 first
+        entry = lib.manifest["files"]["morgan.u8"]
+        n, width = len(lib), int(entry["shape"][1])
+        try:
+            folder = lib.cache_dir
+        except OSError:
+            folder = None
+        index = (TanimotoIndex.load(folder, entry["sha256"], n, width)
+                 if folder is not None else None)
+        if index is None:
+            index = TanimotoIndex.from_packed(morgan)
+            if folder is not None:
+                try:
+                    index.save(folder, entry["sha256"])
+                except OSError as exc:
+                    log.warning("could not cache the Tanimoto index in %s: %s", folder, exc)
         lib._tanimoto_index = index
     return index
 

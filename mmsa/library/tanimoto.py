@@ -26,8 +26,12 @@ temporaries), imported on first use; without numba the same windows are scanned 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import secrets
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +39,11 @@ log = logging.getLogger(__name__)
 
 #: rows per block when counting and gathering (bounds temporary memory on memmaps)
 BLOCK = 65_536
+#: file names of the on-disk cache of a TanimotoIndex (in a library's cache/ folder)
+CACHE_FPS = "tanimoto-sorted.u8"
+CACHE_ARRAYS = "tanimoto-order.npz"
+CACHE_META = "tanimoto.json"
+CACHE_VERSION = 1
 
 
 @lru_cache(maxsize=1)
@@ -286,6 +295,79 @@ class TanimotoIndex:
         if k is None:
             return self.threshold(query, -np.inf if threshold is None else threshold)
         return self.top_k(query, k, threshold)
+
+    # on-disk cache ----------------------------------------------------------------------
+    def save(self, folder: str | os.PathLike, source_sha256: str) -> None:
+        """Write the index into ``folder`` (a library's cache/), atomically: the data files
+        under temporary names, fsynced, renamed, then the JSON that names ``source_sha256``
+        (the morgan.u8 it was built from) and both files' sha256, renamed last. A crash
+        leaves either no cache or a complete one; content is deterministic, so two writers
+        racing write the same bytes."""
+        from mmsa.hashing import sha256_file
+
+        folder = Path(folder)
+        tag = secrets.token_hex(4)
+        tmp_fps = folder / f".{CACHE_FPS}.tmp-{tag}"
+        tmp_arr = folder / f".{CACHE_ARRAYS}.tmp-{tag}"
+        tmp_meta = folder / f".{CACHE_META}.tmp-{tag}"
+        try:
+            for path, write in (
+                (tmp_fps, lambda fh: fh.write(memoryview(self.fps.view(np.uint8)))),
+                (tmp_arr, lambda fh: np.savez(fh, order=self.order, counts=self.counts,
+                                               starts=self.starts)),
+            ):
+                with open(path, "wb") as fh:
+                    write(fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            meta = {"version": CACHE_VERSION, "source_sha256": source_sha256,
+                    "n": len(self), "bytes_per_row": int(self.fps.shape[1] * 8),
+                    CACHE_FPS: sha256_file(tmp_fps), CACHE_ARRAYS: sha256_file(tmp_arr)}
+            os.replace(tmp_fps, folder / CACHE_FPS)
+            os.replace(tmp_arr, folder / CACHE_ARRAYS)
+            with open(tmp_meta, "w") as fh:
+                json.dump(meta, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp_meta, folder / CACHE_META)
+        finally:
+            for path in (tmp_fps, tmp_arr, tmp_meta):
+                path.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, source_sha256: str, n: int,
+             bytes_per_row: int) -> TanimotoIndex | None:
+        """The index saved in ``folder`` for ``source_sha256``, or None when there is none,
+        it was built from other fingerprints, or any file fails its sha256 or shape check
+        (then it is simply rebuilt: never a silently wrong answer). The sorted fingerprints
+        are memory-mapped, not copied."""
+        from mmsa.hashing import sha256_file
+
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / CACHE_META).read_text())
+            if (meta.get("version") != CACHE_VERSION or meta.get("source_sha256") != source_sha256
+                    or meta.get("n") != n or meta.get("bytes_per_row") != bytes_per_row):
+                return None
+            for name in (CACHE_FPS, CACHE_ARRAYS):
+                if sha256_file(folder / name) != meta.get(name):
+                    log.warning("Tanimoto cache %s is damaged; rebuilding it", folder / name)
+                    return None
+            with np.load(folder / CACHE_ARRAYS, allow_pickle=False) as z:
+                order, counts, starts = z["order"], z["counts"], z["starts"]
+            width = bytes_per_row // 8
+            if n == 0:
+                fps = np.zeros((0, width), np.uint64)
+            else:
+                # copy-on-write: writable type for the kernels (one compiled variant), never written
+                fps = np.asarray(np.memmap(folder / CACHE_FPS, dtype=np.uint64, mode="c",
+                                           shape=(n, width)))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if (order.shape != (n,) or counts.shape != (n,) or starts.shape != (8 * bytes_per_row + 2,)
+                or starts[-1] != n):
+            return None
+        return cls(fps, counts, order, starts)
 
     # numpy fallback ----------------------------------------------------------------------
     def _numpy_scores(self, q, qc, lo, hi) -> np.ndarray:

@@ -160,11 +160,11 @@ def test_numpy_fallback_identical(data, index, monkeypatch):
         np.testing.assert_array_equal(rows, want)
 
 
-def test_library_tanimoto_mode_uses_the_index(built, encoder):
+def test_library_tanimoto_mode_uses_the_index(lib_copy, encoder):
     """Library.search(mode="tanimoto") over a built library: exact RDKit scores and order,
     k beyond the library, threshold + k."""
-    root, _ = built
-    lib = open_library("tiny", root=root, encoder=encoder)
+    root, name = lib_copy  # a copy: the search writes the library's cache/
+    lib = open_library(name, root=root, encoder=encoder)
     gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
     bvs = [gen.GetFingerprint(Chem.MolFromSmiles(s)) for s in lib.metadata["smiles"]]
     query = "CC(=O)Nc1ccc(O)cc1"
@@ -178,3 +178,45 @@ def test_library_tanimoto_mode_uses_the_index(built, encoder):
     want = order[scores[order] >= 0.3][:3]
     assert hits["row"].tolist() == want.tolist()
     assert isinstance(lib._tanimoto_index, T.TanimotoIndex)  # built once, kept
+
+
+def test_cache_round_trip_and_damage(tmp_path, data, index):
+    packed, bvs, queries = data
+    index.save(tmp_path, "sha-of-morgan")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [T.CACHE_FPS, T.CACHE_ARRAYS, T.CACHE_META])  # no temporary files left
+    back = T.TanimotoIndex.load(tmp_path, "sha-of-morgan", N_LIBRARY, 256)
+    assert back is not None
+    for qfp, qbv in queries[::4]:
+        order, scores = _expected(qbv, bvs)
+        rows, got = back.top_k(qfp, 10)
+        np.testing.assert_array_equal(rows, order[:10])
+        np.testing.assert_array_equal(got, scores[order[:10]])
+    # built from other fingerprints, or another size: not used
+    assert T.TanimotoIndex.load(tmp_path, "another-sha", N_LIBRARY, 256) is None
+    assert T.TanimotoIndex.load(tmp_path, "sha-of-morgan", N_LIBRARY + 1, 256) is None
+    # one flipped bit in the sorted fingerprints: refused (checksum), never a wrong answer
+    raw = bytearray((tmp_path / T.CACHE_FPS).read_bytes())
+    raw[12345] ^= 1
+    (tmp_path / T.CACHE_FPS).write_bytes(bytes(raw))
+    assert T.TanimotoIndex.load(tmp_path, "sha-of-morgan", N_LIBRARY, 256) is None
+    (tmp_path / T.CACHE_META).write_text("{not json")
+    assert T.TanimotoIndex.load(tmp_path, "sha-of-morgan", N_LIBRARY, 256) is None
+
+
+def test_library_reuses_its_cached_index(lib_copy, encoder, monkeypatch):
+    """The first Tanimoto search of a library writes the cache; a later open loads it (no
+    rebuild) and answers the same."""
+    root, name = lib_copy
+    first = open_library(name, root=root, encoder=encoder)
+    want = first.search("c1ccccc1O", k=None, mode="tanimoto")
+    assert (first.cache_dir / T.CACHE_META).exists()
+
+    def no_rebuild(*a, **k):
+        raise AssertionError("rebuilt although a valid cache exists")
+
+    monkeypatch.setattr(T.TanimotoIndex, "from_packed", classmethod(no_rebuild))
+    again = open_library(name, root=root, encoder=encoder)
+    got = again.search("c1ccccc1O", k=None, mode="tanimoto")
+    assert got["row"].tolist() == want["row"].tolist()
+    np.testing.assert_array_equal(got["score"].to_numpy(), want["score"].to_numpy())
