@@ -13,17 +13,20 @@ from mmsa.types import InputError, MMSAError
 from mmsa.viz.export import to_csv_bytes, to_sdf_bytes
 from mmsa.viz.grid import Card, grid_html, value_colours
 
-MODES = ("embedding", "tanimoto", "substructure", "exact")
+MODES = ("embedding", "tanimoto", "hybrid", "substructure", "exact")
 MODE_HELP = {
     "embedding": "cosine similarity of MMSA embeddings (each hit also shows its Morgan Tanimoto)",
     "tanimoto": "Morgan r=2 2048-bit Tanimoto, exact over the whole library",
+    "hybrid": "weighted sum of the embedding cosine and the Morgan Tanimoto (the weight is in "
+              "the library's manifest, 0.5 by default): better neighbours than either alone "
+              "in docs/benchmarks.md",
     "substructure": "molecules containing the pattern, read as SMARTS (a SMILES is valid "
                     "SMARTS: lower-case atoms are aromatic, [nH] needs the H)",
     "exact": "the same molecule after standardisation",
 }
 #: one label and help whatever the mode (a widget whose label changes is a new widget)
 QUERY_LABEL = "Query: a SMILES (substructure mode: a SMARTS pattern)"
-QUERY_HELP = ("Embedding, tanimoto and exact modes read a SMILES, standardised (salts stripped) "
+QUERY_HELP = ("Embedding, tanimoto, hybrid and exact modes read a SMILES, standardised (salts stripped) "
               "as the library was. Substructure mode reads a SMARTS pattern (a SMILES is valid "
               "SMARTS): `c1ccc2[nH]ccc2c1` matches indoles with a free N-H only; lower-case "
               "atoms are aromatic, upper-case aliphatic; a ring in Kekulé form (C1=CC=CC=C1) "
@@ -204,7 +207,7 @@ def render() -> None:
             if sketched and sketched.strip() != query.strip():
                 st.session_state[DRAWN_KEY] = sketched.strip()
                 st.rerun()
-    if mode == "embedding" and not can_embed:
+    if mode in ("embedding", "hybrid") and not can_embed:
         why = ("the MMSA model could not be loaded" if encoder is None else
                "this library was built with another model checkpoint than the one loaded")
         st.warning(f"Embedding search is unavailable: {why}. Use tanimoto, substructure or "

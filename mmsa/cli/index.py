@@ -108,8 +108,10 @@ def register(subparsers) -> None:
     p.add_argument("--all", action="store_true",
                    help="every hit (tanimoto, substructure, exact; not embedding)")
     p.add_argument("--mode", default="embedding",
-                   choices=["embedding", "tanimoto", "substructure", "exact"],
-                   help="embedding: MMSA cosine; tanimoto: Morgan r=2 2048; substructure: "
+                   choices=["embedding", "tanimoto", "hybrid", "substructure", "exact"],
+                   help="embedding: MMSA cosine; tanimoto: Morgan r=2 2048; hybrid: "
+                        "w x cosine + (1 - w) x Tanimoto (w in the library manifest, default "
+                        "0.5); substructure: "
                         "SMILES/SMARTS pattern; exact: the same standardised structure "
                         "(largest fragment, neutralised), stereo included: a query without "
                         "stereo, or another tautomer, does not match (no tautomer-"

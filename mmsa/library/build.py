@@ -62,6 +62,7 @@ from mmsa.library.layout import (
     work_folders,
     write_json,
 )
+from mmsa.library.library import HYBRID_WEIGHT
 from mmsa.types import Failure, InputError, LibraryError
 
 log = logging.getLogger(__name__)
@@ -634,6 +635,8 @@ def _fill(tmp: Path, make_tmp, source: Path, *, name, encoder, smiles_col, id_co
     dim = int(enc.dim)
     manifest.setdefault("embedding", {"dim": dim, "dtype": "float32",
                                       "metric": "inner_product", "normalization": "l2"})
+    manifest.setdefault("hybrid", {"weight": HYBRID_WEIGHT,
+                                   "score": "weight * cosine + (1 - weight) * tanimoto"})
     manifest.setdefault("slots", {"top": min(SLOT_TOP, int(enc.num_slots)),
                                   "num_slots": int(enc.num_slots)})
     manifest.setdefault("fingerprints", {

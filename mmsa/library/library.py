@@ -51,7 +51,10 @@ log = logging.getLogger(__name__)
 #: libraries hash each file on its first use)
 AUTO_HASH_BYTES = 256 * 2**20
 #: search modes of :meth:`Library.search`
-MODES = ("embedding", "tanimoto", "substructure", "exact")
+MODES = ("embedding", "tanimoto", "hybrid", "substructure", "exact")
+#: default weight of the embedding cosine in the hybrid score (the rest is Morgan Tanimoto);
+#: a library's manifest may carry its own ("hybrid": {"weight": w})
+HYBRID_WEIGHT = 0.5
 
 
 @dataclass
@@ -625,6 +628,10 @@ class Library:
         Modes:
             embedding     cosine of MMSA embeddings (needs the library's checkpoint);
             tanimoto      exact Morgan r=2 2048-bit Tanimoto over the whole library;
+            hybrid        ``w * cosine + (1 - w) * Tanimoto`` (``w`` from the manifest's
+                          ``hybrid.weight``, default :data:`HYBRID_WEIGHT`): exact over the
+                          whole library up to 500,000 molecules, above that over the union
+                          of the embedding and Tanimoto top candidates;
             substructure  molecules containing the pattern (pattern-fingerprint screen that
                           is safe for SMARTS, then RDKit matching), ranked by Tanimoto to the
                           query when it is a molecule (with ``k`` given: among the first
@@ -637,7 +644,8 @@ class Library:
         Returns a DataFrame with columns ``rank`` (1..), ``row``, ``id``, ``smiles``,
         ``score`` (the mode's similarity; 1.0 for substructure/exact), ``tanimoto`` (Morgan
         Tanimoto to the query), ``cosine`` (embedding cosine to the query where it is
-        meaningful: embedding mode; NaN elsewhere), then the library's property columns.
+        meaningful: embedding and hybrid modes; NaN elsewhere), then the library's property
+        columns.
         Unparseable or over-limit queries raise InputError.
         """
         from mmsa.library.query import search

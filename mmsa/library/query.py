@@ -13,13 +13,16 @@ import numpy as np
 import pandas as pd
 
 from mmsa import limits
-from mmsa.library.library import MODES
+from mmsa.library.library import HYBRID_WEIGHT, MODES
 from mmsa.types import InputError
 
 log = logging.getLogger(__name__)
 
 #: substructure search with k ranks at most this many matches (the first, in library order)
 SUBSTRUCTURE_SCAN = 10_000
+#: hybrid mode scores every molecule up to this library size, else a candidate union
+HYBRID_EXACT_MAX = 500_000
+HYBRID_CANDIDATES = 2_000
 
 
 def standard_query(query: str):
@@ -178,6 +181,8 @@ def search(lib, query: str, k: int | None = 10, mode: str = "embedding",
         # popcount-pruned exact search; float64 scores equal to RDKit's BulkTanimotoSimilarity
         rows, scores = tanimoto_index(lib).search(qfp, k, threshold)
         return frame(lib, rows, scores, scores, None)
+    if mode == "hybrid":
+        return hybrid(lib, smiles, qfp, k, threshold)
     # embedding
     vec = lib.embed_query(smiles)
     d, i = search_vectors(lib, vec[None, :], k)
@@ -188,6 +193,48 @@ def search(lib, query: str, k: int | None = 10, mode: str = "embedding",
         rows, scores = rows[sel], scores[sel]
     tani = S.tanimoto_rows(qfp, lib.morgan, rows)
     return frame(lib, rows, scores, tani, scores)
+
+
+def hybrid_weight(lib) -> float:
+    """The library's hybrid weight of the cosine (manifest ``hybrid.weight``, else default)."""
+    w = (lib.manifest.get("hybrid") or {}).get("weight", HYBRID_WEIGHT)
+    try:
+        w = float(w)
+    except (TypeError, ValueError):
+        w = float("nan")
+    if not 0.0 <= w <= 1.0:
+        raise InputError(f"library manifest: hybrid weight must be in [0, 1], got {w!r}")
+    return w
+
+
+def hybrid(lib, smiles: str, qfp: np.ndarray, k: int | None,
+           threshold: float | None) -> pd.DataFrame:
+    """``w * cosine + (1 - w) * Tanimoto`` ranking (ties by row)."""
+    from mmsa.library import search as S
+
+    w = hybrid_weight(lib)
+    vec = np.asarray(lib.embed_query(smiles), dtype=np.float32)
+    n = len(lib)
+    if n <= HYBRID_EXACT_MAX:
+        rows = np.arange(n, dtype=np.int64)
+    else:  # candidates: the best of each part, rescored exactly
+        c = min(max(HYBRID_CANDIDATES, 20 * (k or 0)), limits.MAX_K)
+        _, emb = search_vectors(lib, vec[None, :], c)
+        tan, _ = tanimoto_index(lib).search(qfp, c, None)
+        rows = np.union1d(emb[0][emb[0] >= 0], tan).astype(np.int64)
+    vectors = lib.vectors
+    cos = np.empty(len(rows), dtype=np.float64)
+    for start in range(0, len(rows), 65_536):
+        part = rows[start:start + 65_536]
+        cos[start:start + len(part)] = np.asarray(vectors[part], dtype=np.float32) @ vec
+    tani = S.tanimoto_rows(qfp, lib.morgan, rows)
+    score = w * cos + (1 - w) * tani
+    order = np.lexsort((rows, -score))
+    if threshold is not None:
+        order = order[score[order] >= threshold]
+    if k is not None:
+        order = order[:k]
+    return frame(lib, rows[order], score[order], tani[order], cos[order])
 
 
 def neighbors(lib, row: int, k: int = 10) -> pd.DataFrame:

@@ -237,7 +237,7 @@ def search_parents(lib, query: str, mode: str = "embedding", k: int = 12,
     keep = {r for rows in parents["rows"] for r in rows}
     rows = hits[hits["row"].isin(keep)].reset_index(drop=True)
     rows["rank"] = np.arange(1, len(rows) + 1)
-    if cosine and mode != "embedding":
+    if cosine and mode not in ("embedding", "hybrid"):
         rows = fill_cosine(lib, rows, query)
         cos = dict(zip(rows["row"], rows["cosine"]))
         parents = parents.copy()

@@ -250,3 +250,22 @@ def test_knob_is_tuned_with_a_recall_margin():
     assert info["type"] == "ivf"
     nlist = info["params"]["nlist"]
     assert info["recall_at_10"] >= 0.9 + ann.RECALL_MARGIN or info["params"]["nprobe"] == nlist
+
+
+def test_hybrid_mode_is_the_weighted_sum_over_the_whole_library(lib, encoder):
+    """Hybrid = w * cosine + (1 - w) * Tanimoto, checked against brute force."""
+    assert lib.manifest["hybrid"]["weight"] == 0.5
+    query = "CC(=O)Nc1ccc(O)cc1"
+    std = Chem.MolToSmiles(lib._standard_query(query))
+    hits = lib.search(query, k=len(lib), mode="hybrid")
+    cos = np.asarray(lib.vectors) @ encoder.embed([std]).vectors[0]
+    tani = _bulk_tanimoto(std, lib.metadata["smiles"].tolist())
+    rows = hits["row"].to_numpy()
+    np.testing.assert_allclose(hits["score"], 0.5 * cos[rows] + 0.5 * tani[rows], atol=1e-5)
+    np.testing.assert_allclose(hits["tanimoto"], tani[rows], atol=1e-9)
+    np.testing.assert_allclose(hits["cosine"], cos[rows], atol=1e-5)
+    assert sorted(rows.tolist()) == list(range(len(lib)))
+    assert (np.diff(hits["score"].to_numpy()) <= 1e-9).all()
+    top = lib.search(query, k=5, mode="hybrid", threshold=0.2)
+    assert (top["score"] >= 0.2).all()
+    assert list(top["row"]) == list(hits[hits["score"] >= 0.2]["row"][:5])
