@@ -373,8 +373,7 @@ def test_effective_rank():
 
 
 def test_neighbour_metrics_against_brute_force():
-    from mmsa.evaluate.neighbours import Space, average_precision, knn_task_scores, \
-        retrieval_map
+    from mmsa.evaluate.neighbours import Space, average_precision, knn_task_scores, retrieval_map
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 6)).astype(np.float32)

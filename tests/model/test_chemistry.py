@@ -9,8 +9,12 @@ import torch
 from rdkit import Chem, DataStructs
 from rdkit.Chem import rdFingerprintGenerator as rfg
 
-from mmsa.chem.targets import DESCRIPTOR_NAMES, TARGET_BITS, compute_targets, \
-    standardise_descriptors
+from mmsa.chem.targets import (
+    DESCRIPTOR_NAMES,
+    TARGET_BITS,
+    compute_targets,
+    standardise_descriptors,
+)
 from mmsa.nn.chemistry import similarity_distillation, tanimoto_kernel, vicreg_regulariser
 from mmsa.train import analogue_batch, pack_features
 
