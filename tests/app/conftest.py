@@ -73,7 +73,7 @@ def app(app_env):
     """A fresh AppTest of app/main.py (not yet run)."""
     from streamlit.testing.v1 import AppTest
 
-    return AppTest.from_file(str(APP_MAIN), default_timeout=120)
+    return AppTest.from_file(str(APP_MAIN), default_timeout=300)  # generous: CI machines are shared
 
 
 #: the "odd" library: column names that are not Python identifiers (as in B3DB's TSV and
