@@ -103,6 +103,46 @@ def featurize(config, smiles: list[str], n_jobs: int, cache_root: Path):
     return packed, seconds
 
 
+def corpus_prefix(path: str | None, n: int):
+    """The first ``n`` molecules of a packed pre-training corpus (graphs, images, conformers,
+    chemistry targets), as a new :class:`mmsa.train.PackedFeatures`."""
+    import numpy as np
+
+    from mmsa.paths import cache_dir
+    from mmsa.train import PackedFeatures
+
+    if path is None:
+        found = sorted((cache_dir() / "pretrain").glob("corpus-*.npz"),
+                       key=lambda q: q.stat().st_mtime)
+        if not found:
+            raise SystemExit("no packed corpus: run `mmsa pretrain --corpus N --featurize-only`")
+        path = str(found[-1])
+    with np.load(path, allow_pickle=False) as d:
+        node_ptr, edge_ptr = d["node_ptr"], d["edge_ptr"]
+        if n >= len(node_ptr) - 1:
+            raise SystemExit(f"{path} holds only {len(node_ptr) - 1} molecules")
+        a, e = int(node_ptr[n]), int(edge_ptr[n])
+        out = {"x": d["x"][:a], "node_ptr": node_ptr[:n + 1], "edge_index": d["edge_index"][:, :e],
+               "edge_attr": d["edge_attr"][:e], "edge_ptr": edge_ptr[:n + 1],
+               "rows": d["rows"][:n]}
+        for k in ("fp_counts", "descriptors", "scaffold"):
+            out[k] = d[k][:n]
+        out["desc_centre"], out["desc_scale"] = d["desc_centre"], d["desc_scale"]
+        if "image_row" in d.files:
+            rows = d["image_row"][:n]
+            out["image_row"], out["image_ok"] = rows, rows >= 0
+            out["images"] = d["images"][:int(rows.max()) + 1]
+        if "conf_ptr" in d.files:
+            c = d["conf_ptr"][:n + 1]
+            out["conf_ptr"], out["conf_ok"] = c, d["conf_ok"][:n]
+            out["conf_z"], out["conf_pos"] = d["conf_z"][:int(c[-1])], d["conf_pos"][:int(c[-1])]
+            if not out["conf_ok"].all():
+                log.warning("%d of the first %d molecules have no conformer",
+                            int((~out["conf_ok"]).sum()), n)
+    log.info("first %d molecules of %s", n, path)
+    return PackedFeatures(**out)
+
+
 def main(argv: list[str] | None = None) -> int:
     from mmsa.evaluate import ABLATIONS, ablations_dir
 
@@ -121,6 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--featurize-only", action="store_true")
     p.add_argument("--features", default=None,
                    help="use this packed-features .npz (written by an earlier run) as is")
+    p.add_argument("--from-corpus", type=int, metavar="N", default=None,
+                   help="train on the first N molecules of the packed pre-training corpus "
+                   "(`mmsa pretrain --corpus`: chemistry targets, images and 3D included; N must "
+                   "not exceed its 3D share) instead of a MOSES sample")
+    p.add_argument("--corpus-features", default=None,
+                   help="with --from-corpus: the packed corpus .npz (default: the newest "
+                   "$MMSA_CACHE/pretrain/corpus-*.npz)")
+    p.add_argument("--analogue-fraction", type=float, default=0.0,
+                   help="share of each batch drawn as same-scaffold pairs (needs --from-corpus)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", stream=sys.stderr)
@@ -131,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     shared = json.loads(args.config) if args.config else {}
     base = build_config("default", **shared)
-    if args.features:
+    if args.from_corpus:
+        packed, feat_s = corpus_prefix(args.corpus_features, args.from_corpus), 0.0
+        data = f"first {len(packed)} molecules of the pre-training corpus"
+    elif args.features:
         from mmsa.train import PackedFeatures
 
         packed, feat_s = PackedFeatures.load(args.features), 0.0
@@ -139,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         smiles = moses_training_smiles(args.n_molecules, seed=args.seed)
         packed, feat_s = featurize(base, smiles, args.n_jobs, root)
+    if not args.from_corpus:
+        data = "MOSES train, seeded sample"
     if args.featurize_only:
         return 0
     for stem in args.only or list(ABLATIONS):
@@ -155,14 +209,16 @@ def main(argv: list[str] | None = None) -> int:
                  args.steps)
         res = pretrain(config, None, run_dir, steps=args.steps, seed=args.seed,
                        batch_size=args.batch_size, features=packed, device="cpu",
-                       progress=True, checkpoint_every=max(args.steps, 1))
+                       progress=True, checkpoint_every=max(args.steps, 1),
+                       analogue_fraction=args.analogue_fraction)
         shutil.copyfile(res.checkpoint, ckpt)
         meta = {
             "label": label, "switches": switches, "shared_overrides": shared,
             "n_molecules": res.num_molecules, "steps": res.steps, "seed": args.seed,
             "batch_size": args.batch_size, "wall_s": round(res.wall_time_s, 1),
             "final_losses": {k: round(v, 4) for k, v in res.final_losses.items()},
-            "featurisation_s": round(feat_s, 1), "data": "MOSES train, seeded sample",
+            "featurisation_s": round(feat_s, 1), "data": data,
+            "analogue_fraction": args.analogue_fraction,
         }
         (root / f"{stem}.json").write_text(json.dumps(meta, indent=2) + "\n")
         print(json.dumps({stem: meta}))
