@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mmsa import evaluate as ev
+from mmsa.types import InputError
 
 RINGS = ["c1ccccc1", "C1CCCCC1", "c1ccncc1", "c1ccoc1", "C1CCNCC1", "c1ccsc1", "C1CCOC1",
          "c1cnccn1", "C1CC1", "c1ccc2ccccc2c1", "C1CCCC1", "c1cn[nH]c1"]
@@ -261,9 +262,9 @@ def test_load_task_drops_and_counts(tmp_path, smiles):
     data = ev.load_task("b3db", paths["b3db"])
     assert len(data.smiles) == len(smiles) and data.n_dropped == 1
     assert set(np.unique(data.y)) == {0.0, 1.0}
-    with pytest.raises(ev.InputError):
+    with pytest.raises(InputError):
         ev.load_task("freesolv", paths["b3db"])  # no hydration_free_energy_expt column
-    with pytest.raises(ev.InputError):
+    with pytest.raises(InputError):
         ev.get_task("nope")
 
 

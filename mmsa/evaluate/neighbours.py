@@ -179,7 +179,7 @@ def neighbour_suite(methods: dict, seeds: Sequence[int] = (0, 1, 2), part: str =
     selection, ``test`` for the report); the train part is the library. ``loaded``: task
     name -> already loaded ``TaskData`` (default: :func:`mmsa.evaluate.load_task`).
     """
-    from mmsa.evaluate import load_task, scaffold_split
+    from mmsa.evaluate.tasks import load_task, scaffold_split
 
     hybrid = hybrid or {}
     out: dict[str, dict[str, list[float]]] = {m: {} for m in [*methods, *hybrid]}
