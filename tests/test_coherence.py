@@ -58,6 +58,7 @@ def test_slot_groups_heaviest_members_and_min_size():
                   [0.0, 0.3, 0.7]], dtype=np.float32)  # slot 2
     groups = slot_groups(w, top=2)
     assert [g.tolist() for g in groups] == [[2, 0], [4, 5]]
+    assert slot_groups(np.zeros((6, 0), dtype=np.float32)) == []  # no memory, no slots
 
 
 def test_mcs_scores_see_a_shared_core():
@@ -78,7 +79,8 @@ def test_suite_ranks_a_chemical_space_above_noise():
     slots = np.eye(3, dtype=np.float32)[[0] * 5 + [1] * 5 + [2] * 5]
     out = coherence_suite({"ecfp": Space("tanimoto", bits=bits),
                            "noise": Space("cosine", vectors=rng.normal(size=(15, 16)))},
-                          smiles, {"ecfp": slots}, n_centres=10, seed=0)
+                          smiles, {"ecfp": slots, "noise": np.zeros((15, 0))},
+                          n_centres=10, seed=0)
     assert set(out) == {"ecfp", "noise", "chance (random groups)"}
     assert out["ecfp"]["hyperedge_mcs_atoms"] > out["noise"]["hyperedge_mcs_atoms"]
     assert out["ecfp"]["slot_groups"] == 3

@@ -67,6 +67,8 @@ def slot_groups(slot_weights: np.ndarray, top: int = SLOT_TOP, min_size: int = 2
     """For each slot with at least ``min_size`` members (molecules whose largest weight is that
     slot), its ``top`` members by weight, heaviest first."""
     w = np.nan_to_num(np.asarray(slot_weights, dtype=np.float32), nan=-1.0)
+    if w.ndim != 2 or w.shape[1] == 0:  # a model without a memory has no slots
+        return []
     best = w.argmax(axis=1)
     groups = []
     for slot in range(w.shape[1]):
@@ -137,7 +139,7 @@ def coherence_suite(spaces: dict[str, Space], smiles: Sequence[str],
         h = mcs_scores(smiles, list(knn_groups(space, centres, k)), timeout, n_jobs)
         row = {"hyperedge_mcs_atoms": h["mcs_atoms"], "hyperedge_mcs_share": h["mcs_share"],
                "hyperedge_timeouts": h["timeouts"]}
-        if slot_weights and name in slot_weights:
+        if slot_weights and name in slot_weights and np.shape(slot_weights[name])[-1] > 0:
             s = mcs_scores(smiles, slot_groups(slot_weights[name], slot_top), timeout, n_jobs)
             row.update(slot_mcs_atoms=s["mcs_atoms"], slot_mcs_share=s["mcs_share"],
                        slot_groups=s["groups"])
