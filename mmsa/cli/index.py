@@ -124,27 +124,43 @@ def register(subparsers) -> None:
 
 
 class _Bar:
-    """A tqdm bar driven by the library's progress(done, total) callback."""
+    """A tqdm bar driven by the library's progress(done, total) callback.
 
-    def __init__(self, enabled: bool, desc: str):
+    While the bar is open, log records go through ``tqdm.write`` (tqdm's
+    ``logging_redirect_tqdm``), so a log line never lands on the bar's line and the bar is
+    drawn once, below them; an update that reaches the total is drawn at once (tqdm would
+    otherwise hold it back until ``close``, after the lines logged meanwhile)."""
+
+    def __init__(self, enabled: bool, desc: str, unit: str = "mol"):
         self.bar = None
         self.enabled = enabled
         self.desc = desc
+        self.unit = unit
+        self._redirect = None
 
     def __call__(self, done: int, total: int | None) -> None:
         if not self.enabled:
             return
         if self.bar is None:
             from tqdm.auto import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
-            self.bar = tqdm(total=total, unit="mol", desc=self.desc, file=sys.stderr)
+            self.bar = tqdm(total=total, unit=self.unit, desc=self.desc, file=sys.stderr)
+            self._redirect = logging_redirect_tqdm()
+            self._redirect.__enter__()
         if total is not None and self.bar.total != total:
             self.bar.total = total
         self.bar.update(done - self.bar.n)
+        if total is not None and done >= total:
+            self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
 
 
 def _report(report) -> None:
