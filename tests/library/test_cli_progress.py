@@ -44,3 +44,7 @@ def test_the_terminal_shows_one_build_bar(tmp_path, tiny_csv, tiny_checkpoint):
     assert "100%" in bars[0] and "72/72" in bars[0], bars
     assert not [line for line in screen if "INFO" in line and "%|" in line], screen
     assert any("mmsa.library.build" in line for line in screen)  # the logs are still shown
+    from mmsa.library.views import STEPS
+
+    for step in STEPS:  # the map and page caches after it: one bar each
+        assert len([line for line in screen if line.startswith(f"{step} bars:")]) == 1, screen
