@@ -173,6 +173,36 @@ class Encoder:
         return EmbedResult(vectors, slots, ok, failures)
 
 
+    def modality_vectors(self, smiles: Sequence[str]) -> dict[str, np.ndarray]:
+        """Each modality's L2-normalised code of each molecule (the shared space, before
+        fusion and memory readout): ``{name: float32 [n, dim]}`` over ``self.modalities``,
+        NaN rows where a molecule lacks that modality (graph failed, no conformer, no
+        depiction). For a few molecules (it featurises images and 3D conformers): e.g. to
+        say which modalities find two molecules alike."""
+        smiles = list(smiles)
+        n = len(smiles)
+        out = {m: np.full((n, self.dim), np.nan, dtype=np.float32) for m in self.modalities}
+        feats = _featurize_inputs(smiles, self, "full")
+        keep = [i for i in range(n) if feats.graphs[i] is not None]
+        if not keep:
+            return out
+
+        def pick(xs):
+            return None if xs is None else [xs[i] for i in keep]
+
+        batch = collate([feats.graphs[i] for i in keep], pick(feats.images),
+                        pick(feats.conformers))
+        with torch.inference_mode():
+            codes = self.model.modality_codes(batch.to(self.device))
+        rows = np.asarray(keep)
+        for name, (z, mask) in codes.items():
+            z = torch.nn.functional.normalize(z.float(), dim=-1).cpu().numpy()
+            m = mask.cpu().numpy().astype(bool)
+            out.setdefault(name, np.full((n, self.dim), np.nan, dtype=np.float32))
+            out[name][rows[m]] = z[m]
+        return out
+
+
 def _featurize(featurizer, smiles: list[str], n_jobs: int) -> tuple[list, dict[int, str]]:
     """Features aligned with ``smiles`` (None where failed) and {position: reason}."""
     if n_jobs > 1 and len(smiles) > 1:

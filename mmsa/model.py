@@ -329,6 +329,13 @@ class MMSA(nn.Module):
         z = masked_mean_fuse([v[2] for v in views], [v[4] for v in views])
         return self._readout(z)
 
+    def modality_codes(self, batch: MMSABatch) -> dict[str, tuple[Tensor, Tensor]]:
+        """Each modality's code in the shared space, before fusion and memory readout:
+        ``{name: (codes [B, dim], mask bool [B])}`` for ``graph`` and, when the model and the
+        batch have them, ``image`` and ``geometry`` (``mask`` False where a molecule lacks
+        that modality: its code row is then meaningless)."""
+        return {name: (z, mask) for name, _f, z, _rec, mask in self._views(batch, "full")}
+
     def losses(self, batch: MMSABatch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Pre-training loss terms (scalars) and their weighted sum ``loss``.
 

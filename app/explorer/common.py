@@ -256,33 +256,14 @@ def rows_properties(key, rows: tuple[int, ...], _lib):
     return compute(_lib, list(rows))
 
 
-#: slots are named from at most this many molecules (a seeded sample of bigger libraries)
-LABEL_SAMPLE = 5_000
-
-
 @st.cache_data(max_entries=8, show_spinner="Naming the memory slots\u2026")
 def slot_labels(key, _lib) -> dict[int, str]:
-    """A label per used memory slot: its most enriched scaffold and most separating
-    property (mmsa.library.slot_names), over the library's numeric columns and the
-    drug-like properties; from a seeded sample of LABEL_SAMPLE molecules in bigger
-    libraries (a slot absent from the sample gets no label)."""
-    import numpy as np
-    import pandas as pd
+    """A label per used memory slot (:func:`mmsa.library.slot_names.library_slot_labels`:
+    its most enriched scaffold and most separating property; cached on disk, normally at
+    build time), then in memory."""
+    from mmsa.library.slot_names import library_slot_labels
 
-    from mmsa.library.slot_names import slot_labels as label
-    from mmsa.library.slots import property_columns
-
-    meta = _lib.metadata
-    n = len(meta)
-    rows = (np.arange(n) if n <= LABEL_SAMPLE else
-            np.sort(np.random.default_rng(0).choice(n, LABEL_SAMPLE, replace=False)))
-    props = rows_properties(key, tuple(rows.tolist()), _lib=_lib)
-    part = meta.iloc[rows].reset_index(drop=True)
-    own = part[property_columns(meta)].apply(pd.to_numeric, errors="coerce")
-    table = pd.concat([own, props.reset_index(drop=True)], axis=1)
-    table = table.loc[:, ~table.columns.duplicated()]
-    ids, _ = _lib.slot_topk
-    return label(part["smiles"].tolist(), np.asarray(ids)[rows, 0], table)
+    return library_slot_labels(_lib)
 
 
 def property_filter(prefix: str) -> dict[str, tuple[float, float]] | None:

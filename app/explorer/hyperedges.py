@@ -80,24 +80,14 @@ def member_cards(frame: pd.DataFrame, smarts: str | None) -> list[Card]:
 
 
 def coherent_with_motifs(lib, top: int = TOP, progress=None) -> pd.DataFrame:
-    """The library's most coherent hyperedges (mutually disjoint, by mean cosine to the centre;
-    ``Library.coherent_hyperedges``) with the size of each one's shared motif (MCS, cached on
-    disk by the library), sorted by motif size (largest first), then coherence."""
-    table = lib.coherent_hyperedges(top=top).copy()
-    atoms, smarts = [], []
-    for j, row in enumerate(table["hyperedge"].tolist()):
-        try:
-            motif = lib.hyperedge_motif(int(row))
-        except MMSAError:
-            motif = None
-        atoms.append(motif_size(motif))
-        smarts.append(motif_smarts(motif) or "")
-        if progress:
-            progress(j + 1, len(table))
-    table["motif atoms"] = atoms
-    table["motif"] = [motif_smiles(x) for x in smarts]
-    return table.sort_values(["motif atoms", "coherence"], ascending=False,
-                             kind="stable").reset_index(drop=True)
+    """The library's most coherent hyperedges with their shared motif
+    (:func:`mmsa.library.hyperedges.coherent_with_motifs`; motifs cached on disk, the top
+    ones at build time), the motif written as SMILES for the table."""
+    from mmsa.library.hyperedges import coherent_with_motifs as compute
+
+    table = compute(lib, top=top, progress=progress)
+    table["motif"] = [motif_smiles(x) for x in table.pop("motif smarts")]
+    return table
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -346,6 +346,51 @@ def _show_last_build() -> None:
             st.dataframe(last["failures"], hide_index=True, width="stretch")
 
 
+#: what the page calls each step of mmsa.library.views while it runs
+VIEW_LABELS = {"map": "Computing the map (UMAP)", "properties": "Computing drug-like properties",
+               "slot names": "Naming the memory slots",
+               "hyperedge motifs": "Finding the shared motif of the top hyperedges"}
+
+
+def prepare_views(name: str):
+    """Compute library ``name``'s map and page caches now (:func:`mmsa.library.views.
+    prepare_views`), a progress bar per step, so its first Map/Memory/Hyperedges visit is
+    fast; returns the :class:`ViewsReport` (a step that failed is computed on first use), or
+    None when the library cannot be opened."""
+    from mmsa.library import open_library
+    from mmsa.library.views import STEP_UNITS
+    from mmsa.library.views import prepare_views as prepare
+
+    try:
+        lib = open_library(name, root=common.indexes_root())
+    except MMSAError as exc:  # the pages will say so when they open it
+        st.warning(f"Library **{name}** was built, but cannot be opened now: {exc}")
+        return None
+    bars = []
+
+    def bar(step: str):
+        bars.append(common.ProgressBar(VIEW_LABELS.get(step, step),
+                                       unit=STEP_UNITS.get(step, "steps")))
+        return bars[-1]
+
+    report = prepare(lib, progress=bar)
+    for b in bars:
+        b.bar.empty()
+    return report
+
+
+def views_message(report) -> str:
+    """One sentence on what :func:`prepare_views` made ready (and what it left for later)."""
+    if report is None:
+        return ""
+    ready = [s for s in report.seconds]
+    text = (f" Ready for the pages: {', '.join(ready)} "
+            f"({sum(report.seconds.values()):.1f} s)." if ready else "")
+    if report.skipped:
+        text += " Computed on first use instead: " + ", ".join(report.skipped) + "."
+    return text
+
+
 def _build_default(encoder) -> None:
     from mmsa.library import ensure_default_library
 
@@ -357,6 +402,7 @@ def _build_default(encoder) -> None:
         return
     bar.done()
     if name:
+        prepare_views(name)
         common.select_library(name)
         st.session_state["last_build"] = {"message": f"Built library **{name}**.", "failures": None}
         common.forget_library()
@@ -412,12 +458,14 @@ def upload_section(encoder) -> None:
             st.error(f"Nothing was stored: {exc}")
             return
         bar.done()
+        views = prepare_views(report.name)
         common.forget_library(report.name)
         common.select_library(report.name)
         st.session_state["uploads_built"] = st.session_state.get("uploads_built", 0) + 1
         st.session_state["last_build"] = {
             "message": f"Built library **{report.name}**: {report.n_ok:,} molecules added, "
-                       f"{report.n_failed:,} rows failed ({report.seconds:.1f} s).",
+                       f"{report.n_failed:,} rows failed ({report.seconds:.1f} s)."
+                       + views_message(views),
             "failures": failures_frame(report.failures),
         }
         st.rerun()

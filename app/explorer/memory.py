@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer import common
+from mmsa.library.views import PROPERTIES_LIMIT
 from mmsa.types import MMSAError
 from mmsa.viz.figures import distribution_figure, map_figure, slot_weights_figure
 from mmsa.viz.grid import Card, grid_html
@@ -20,9 +21,10 @@ from mmsa.viz.motif import motif_smiles
 N_PROTOTYPES = 3
 PICTURE = (300, 220)  # prototype depictions (pixels); shown at THUMB_ROW px high in the table
 THUMB_ROW = 150
-#: drug-like property distributions are offered without asking up to this library size (or
-#: once the Map page's filter has computed them)
-PROPERTY_LIMIT = 20_000
+#: drug-like property distributions are offered without asking up to this library size, the
+#: size up to which they are computed at build time (or once the Map page's filter has
+#: computed them)
+PROPERTY_LIMIT = PROPERTIES_LIMIT
 MEMBER_GRID = 12
 MOTIF_MEMBERS = 8  # the common motif of a slot is the MCS of its top members
 
@@ -157,8 +159,9 @@ def render() -> None:
 
         coords = load_map(lib)
         if coords is None:
-            st.caption("Open the **Map** page once to compute the library's map; the slot's "
-                       "members will then be shown on it here.")
+            st.caption("This library's map is not computed yet: open the **Map** page once "
+                       "(libraries built now get theirs at build time); the slot's members "
+                       "will then be shown on it here.")
         else:
             st.plotly_chart(map_figure(coords, highlight=rows, height=380, point_size=3),
                             width="stretch", key="mem_map")

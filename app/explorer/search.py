@@ -131,6 +131,15 @@ def why_section(lib, parents: pd.DataFrame, query: str, can_embed: bool) -> None
                  Card(svg=common.depict_svg(hit, query=query, width=320, height=240),
                       title=str(ids[row]), subtitle=hit)]
         st.html(grid_html(cards, columns=2))
+        if why.modalities:
+            from mmsa.library.explain import MODALITY_LABELS
+
+            parts = [f"{MODALITY_LABELS.get(m, m)} **{num(c)}**" for m, c in why.modalities.items()]
+            st.markdown("**Cosine per modality** (what each view of the model sees): "
+                        + " \u00b7 ".join(parts) + ".",
+                        help="The cosine of the two molecules' codes from each encoder (2D "
+                             "graph, 2D depiction, 3D conformer) in the shared space, before "
+                             "they are fused and the memory readout is added.")
         if not can_embed:
             st.caption("The loaded model did not build this library: no cosine or slots.")
             return

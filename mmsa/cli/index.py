@@ -26,6 +26,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="libraries root (default $MMSA_INDEXES, else ./indexes)")
 
 
+def _views_opt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-map", action="store_true",
+                   help="do not compute the map and the other page caches (drug-like "
+                        "properties, slot names, hyperedge motifs) after the build; the app "
+                        "then computes them on first use")
+
+
 def _encoder_opt(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, metavar="PT",
                    help="MMSA checkpoint (default $MMSA_CHECKPOINT, else the shipped one)")
@@ -59,6 +66,7 @@ def register(subparsers) -> None:
     p.add_argument("--hyperedge-k", type=int, default=8, help="neighbours per hyperedge")
     p.add_argument("--overwrite", action="store_true", help="replace an existing library")
     _input_opts(p)
+    _views_opt(p)
     _encoder_opt(p)
     _common(p)
     p.set_defaults(func=_build)
@@ -67,6 +75,7 @@ def register(subparsers) -> None:
     p.add_argument("name", help="library name")
     p.add_argument("input", help="molecule file")
     _input_opts(p)
+    _views_opt(p)
     _encoder_opt(p)
     _common(p)
     p.set_defaults(func=_add)
@@ -90,6 +99,7 @@ def register(subparsers) -> None:
     p = sub.add_parser("ensure-default",
                        help="build the default library (approved drugs) if there is none")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _views_opt(p)
     _encoder_opt(p)
     _common(p)
     p.set_defaults(func=_ensure_default)
@@ -124,27 +134,43 @@ def register(subparsers) -> None:
 
 
 class _Bar:
-    """A tqdm bar driven by the library's progress(done, total) callback."""
+    """A tqdm bar driven by the library's progress(done, total) callback.
 
-    def __init__(self, enabled: bool, desc: str):
+    While the bar is open, log records go through ``tqdm.write`` (tqdm's
+    ``logging_redirect_tqdm``), so a log line never lands on the bar's line and the bar is
+    drawn once, below them; an update that reaches the total is drawn at once (tqdm would
+    otherwise hold it back until ``close``, after the lines logged meanwhile)."""
+
+    def __init__(self, enabled: bool, desc: str, unit: str = "mol"):
         self.bar = None
         self.enabled = enabled
         self.desc = desc
+        self.unit = unit
+        self._redirect = None
 
     def __call__(self, done: int, total: int | None) -> None:
         if not self.enabled:
             return
         if self.bar is None:
             from tqdm.auto import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
-            self.bar = tqdm(total=total, unit="mol", desc=self.desc, file=sys.stderr)
+            self.bar = tqdm(total=total, unit=self.unit, desc=self.desc, file=sys.stderr)
+            self._redirect = logging_redirect_tqdm()
+            self._redirect.__enter__()
         if total is not None and self.bar.total != total:
             self.bar.total = total
         self.bar.update(done - self.bar.n)
+        if total is not None and done >= total:
+            self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
 
 
 def _report(report) -> None:
@@ -164,6 +190,22 @@ def _report(report) -> None:
               f"{report.name} --json`)", file=sys.stderr)
 
 
+def _prepare_views(args: argparse.Namespace, name: str) -> None:
+    """The map and page caches of the library just built (unless --no-map), a bar a step."""
+    if args.no_map:
+        return
+    from mmsa.library import open_library
+    from mmsa.library.views import STEP_UNITS, prepare_views
+
+    lib = open_library(name, root=args.indexes)
+    report = prepare_views(lib, progress=lambda step: _Bar(
+        not args.no_progress, f"{step} {name}", unit=STEP_UNITS[step]))
+    done = ", ".join(f"{step} {secs:.1f} s" for step, secs in report.seconds.items())
+    print(_clean(f"views of {name!r} ready for the app: {done or 'none'}"), file=sys.stderr)
+    for step, why in report.skipped.items():
+        print(_clean(f"  {step} not computed now: {why}"), file=sys.stderr)
+
+
 def _build(args: argparse.Namespace) -> int:
     from mmsa.library import build_library
 
@@ -179,6 +221,7 @@ def _build(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     _report(report)
+    _prepare_views(args, report.name)
     return 0
 
 
@@ -195,6 +238,7 @@ def _add(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     _report(report)
+    _prepare_views(args, report.name)
     return 0
 
 
@@ -271,8 +315,18 @@ def _ensure_default(args: argparse.Namespace) -> int:
         bar.close()
     if built:
         print(f"built the default library {built!r}", file=sys.stderr)
-    else:
-        print("a library already exists; nothing to do", file=sys.stderr)
+        _prepare_views(args, built)
+        return 0
+    print("a library already exists; nothing to build", file=sys.stderr)
+    from mmsa.library import library_path
+    from mmsa.library.layout import DEFAULT_LIBRARY
+
+    if not args.no_map and library_path(DEFAULT_LIBRARY, args.indexes).is_dir():
+        from mmsa.library import open_library
+        from mmsa.library.maps import load_map
+
+        if load_map(open_library(DEFAULT_LIBRARY, root=args.indexes)) is None:
+            _prepare_views(args, DEFAULT_LIBRARY)  # built before maps were made at build time
     return 0
 
 

@@ -1,5 +1,6 @@
 """Why is this a hit: what a query and a library molecule share, in the terms the model and a
-chemist use: the embedding cosine (and per modality where the library stores it), Morgan
+chemist use: the embedding cosine, the cosine of each modality's code (2D graph, depiction,
+3D conformer: computed for the pair, since a library stores one fused vector), Morgan
 Tanimoto, the memory slots both are assigned to, and their maximum common substructure."""
 
 from __future__ import annotations
@@ -11,13 +12,19 @@ import pandas as pd
 
 from mmsa.types import MMSAError
 
-__all__ = ["HitExplanation", "explain_hit", "shared_slots"]
+__all__ = ["MODALITY_LABELS", "HitExplanation", "explain_hit", "modality_cosines",
+           "shared_slots"]
+
+#: how the pages name the model's modalities
+MODALITY_LABELS = {"graph": "2D graph", "image": "2D depiction", "geometry": "3D conformer"}
 
 
 @dataclass
 class HitExplanation:
     """What query and hit share. ``cosine``/``tanimoto`` NaN where unknown; ``modalities``:
-    per-modality cosine (empty when the library stores only the fused vector);
+    cosine of each modality's code of the two molecules (:func:`modality_cosines`; a
+    modality either molecule lacks, e.g. no 3D conformer, is left out; empty without the
+    library's model);
     ``slots``: DataFrame ``slot``, ``query weight``, ``hit weight``, ``shared`` (min of both),
     strongest shared first; ``motif``: MCS SMARTS (None below 3 atoms) with ``motif_atoms``."""
 
@@ -42,6 +49,20 @@ def shared_slots(query_weights: np.ndarray, hit_ids: np.ndarray, hit_weights: np
     frame = pd.DataFrame(rows, columns=["slot", "query weight", "hit weight"])
     frame["shared"] = np.minimum(frame["query weight"], frame["hit weight"])
     return frame.sort_values("shared", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def modality_cosines(encoder, a: str, b: str) -> dict[str, float]:
+    """Cosine of the two molecules' codes per modality (``Encoder.modality_vectors``: each
+    modality's code in the shared space, before fusion and memory readout), in the model's
+    modality order; a modality that either molecule lacks is left out."""
+    vecs = encoder.modality_vectors([a, b])
+    out = {}
+    for name in encoder.modalities:
+        v = vecs.get(name)
+        if v is None or not np.isfinite(v).all():
+            continue
+        out[name] = float(np.clip(v[0] @ v[1], -1.0, 1.0))
+    return out
 
 
 def explain_hit(lib, query: str, row: int, timeout: float = 1.0) -> HitExplanation:
@@ -76,8 +97,14 @@ def explain_hit(lib, query: str, row: int, timeout: float = 1.0) -> HitExplanati
     ids, weights = lib.slot_topk
     out.slots = shared_slots(np.asarray(res.slot_weights[0]), np.asarray(ids[int(row)]),
                              np.asarray(weights[int(row)]))
+    out.modalities = modality_cosines(lib.encoder, smiles, hit)
+    missing = [MODALITY_LABELS.get(m, m) for m in lib.encoder.modalities
+               if m not in out.modalities]
     mode = lib.manifest["checkpoint"].get("mode", "fast")
-    out.note = ("The library stores one fused vector per molecule"
+    out.note = ("Per-modality cosines compare each modality's code of the two molecules "
+                "(before fusion and memory readout), computed now; the library stores one "
+                "fused vector"
                 + (" from the fast path (graph branch + memory readout)" if mode == "fast" else "")
-                + ", so there is no per-modality cosine to show.")
+                + ", which gives the embedding cosine."
+                + (f" Not available for this pair: {', '.join(missing)}." if missing else ""))
     return out

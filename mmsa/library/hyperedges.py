@@ -112,3 +112,28 @@ def coherent_hyperedges(lib, top: int = 20) -> pd.DataFrame:
         "coherence": coh[rows].astype(np.float64),
         "members": [lib.hyperedge(int(r)).tolist() for r in rows],
     })
+
+
+def coherent_with_motifs(lib, top: int = 20, progress=None, timeout: float = 2.0
+                         ) -> pd.DataFrame:
+    """:func:`coherent_hyperedges` with each one's shared motif (MCS, cached on disk by
+    :func:`hyperedge_motif`): columns ``motif atoms`` (0 without a motif) and ``motif
+    smarts`` ("" without one) added, sorted by motif size (largest first), then coherence.
+    ``progress(done, total)`` after each hyperedge."""
+    from mmsa.types import MMSAError
+
+    table = coherent_hyperedges(lib, top=top).copy()
+    atoms, smarts = [], []
+    for j, row in enumerate(table["hyperedge"].tolist()):
+        try:
+            motif = lib.hyperedge_motif(int(row), timeout=timeout)
+        except MMSAError:
+            motif = None
+        atoms.append(int(getattr(motif, "num_atoms", 0) or 0))
+        smarts.append(str(getattr(motif, "smarts", "") or ""))
+        if progress:
+            progress(j + 1, len(table))
+    table["motif atoms"] = atoms
+    table["motif smarts"] = smarts
+    return table.sort_values(["motif atoms", "coherence"], ascending=False,
+                             kind="stable").reset_index(drop=True)

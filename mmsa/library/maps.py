@@ -147,7 +147,8 @@ def compute_map(
 
     Deterministic for a given ``params.seed`` (single-threaded UMAP when seeded). Tiny inputs
     (fewer than 4 rows) get a PCA layout instead: UMAP needs a neighbourhood.
-    ``progress(done, total)`` counts steps: 1 for the fit, then one per transformed block.
+    ``progress(done, total)`` counts steps: (0, total) before the fit, 1 for the fit, then
+    one per transformed block.
     """
     params = params or MapParams()
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -176,6 +177,8 @@ def compute_map(
     n_blocks = -(-len(rest) // block)
     total = 1 + n_blocks
     log.info("UMAP: fitting %d of %d molecules (seed %d)", len(sample), n, params.seed)
+    if progress:
+        progress(0, total)
     n_neighbors = max(2, min(params.n_neighbors, len(sample) - 1))
     kwargs = {}
     if params.transform == "knn":

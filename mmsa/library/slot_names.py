@@ -9,13 +9,17 @@ vs the library) and the property that most separates its members from the librar
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["murcko_scaffolds", "separating_property", "slot_labels", "enriched_scaffold"]
+__all__ = ["enriched_scaffold", "library_slot_labels", "murcko_scaffolds",
+           "separating_property", "slot_labels"]
+
+log = logging.getLogger(__name__)
 
 #: a property must differ by at least this many library standard deviations to be named
 MIN_EFFECT = 0.5
@@ -109,4 +113,61 @@ def slot_labels(smiles: Sequence[str], top1: np.ndarray, properties: pd.DataFram
             if sep is not None:
                 parts.append(f"{'high' if sep[1] > 0 else 'low'} {sep[0]}")
         labels[int(slot)] = " \u00b7 ".join(parts)
+    return labels
+
+
+#: slots are named from at most this many molecules (a seeded sample of bigger libraries)
+LABEL_SAMPLE = 5_000
+LABELS_CACHE = "slot-names.json"
+_LABELS_FORMAT = 1
+
+
+def library_slot_labels(lib, sample: int = LABEL_SAMPLE, seed: int = 0) -> dict[int, str]:
+    """:func:`slot_labels` of library ``lib`` over its numeric columns and the drug-like
+    properties (:mod:`mmsa.library.properties`), from a seeded sample of ``sample``
+    molecules in bigger libraries (a slot absent from the sample gets no label).
+
+    Cached in ``lib.cache_dir/slot-names.json`` (written atomically), reused only when the
+    library size, its manifest's ``updated`` time, ``sample`` and ``seed`` all match.
+    """
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from mmsa.library.properties import rows_properties
+    from mmsa.library.slots import property_columns
+
+    key = {"format": _LABELS_FORMAT, "n": len(lib), "sample": int(sample), "seed": int(seed),
+           "updated": str(lib.manifest.get("updated") or lib.manifest.get("created") or "")}
+    path = Path(lib.cache_dir) / LABELS_CACHE
+    try:
+        cached = json.loads(path.read_text())
+        if isinstance(cached, dict) and cached.get("key") == key:
+            return {int(s): str(v) for s, v in cached["labels"].items()}
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    meta = lib.metadata
+    n = len(meta)
+    rows = (np.arange(n) if n <= sample else
+            np.sort(np.random.default_rng(seed).choice(n, sample, replace=False)))
+    props = rows_properties(lib, rows.tolist())
+    part = meta.iloc[rows].reset_index(drop=True)
+    own = part[property_columns(meta)].apply(pd.to_numeric, errors="coerce")
+    table = pd.concat([own, props.reset_index(drop=True)], axis=1)
+    table = table.loc[:, ~table.columns.duplicated()]
+    ids, _ = lib.slot_topk
+    labels = slot_labels(part["smiles"].tolist(), np.asarray(ids)[rows, 0], table)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{LABELS_CACHE}.", dir=path.parent)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"key": key, "labels": {str(s): v for s, v in labels.items()}}, fh)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        log.warning("could not cache the slot names of %s: %s", getattr(lib, "name", "?"), exc)
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return labels
