@@ -66,14 +66,14 @@ def featurize(config, smiles: list[str], n_jobs: int, cache_root: Path):
     from mmsa.chem.conformer import ConformerFeaturizer
     from mmsa.chem.graph import GraphFeaturizer
     from mmsa.chem.image import ImageFeaturizer
-    from mmsa.encoder import _build
-    from mmsa.train import PackedFeatures, pack_features
+    from mmsa.model.featurize import build_featurizer
+    from mmsa.model.packed import PackedFeatures, pack_features
 
     icfg = dict(config.image_featurizer or {})
     icfg.setdefault("size", config.image_size)
-    featurizers = (_build(GraphFeaturizer, config.graph_featurizer),
-                   _build(ImageFeaturizer, icfg),
-                   _build(ConformerFeaturizer, config.conformer_featurizer))
+    featurizers = (build_featurizer(GraphFeaturizer, config.graph_featurizer),
+                   build_featurizer(ImageFeaturizer, icfg),
+                   build_featurizer(ConformerFeaturizer, config.conformer_featurizer))
     h = hashlib.sha256(json.dumps([f.config() for f in featurizers], sort_keys=True,
                                   default=str).encode())
     for s in smiles:
@@ -105,11 +105,11 @@ def featurize(config, smiles: list[str], n_jobs: int, cache_root: Path):
 
 def corpus_prefix(path: str | None, n: int):
     """The first ``n`` molecules of a packed pre-training corpus (graphs, images, conformers,
-    chemistry targets), as a new :class:`mmsa.train.PackedFeatures`."""
+    chemistry targets), as a new :class:`mmsa.model.packed.PackedFeatures`."""
     import numpy as np
 
+    from mmsa.model.packed import PackedFeatures
     from mmsa.paths import cache_dir
-    from mmsa.train import PackedFeatures
 
     if path is None:
         found = sorted((cache_dir() / "pretrain").glob("corpus-*.npz"),
@@ -174,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", stream=sys.stderr)
 
-    from mmsa.train import build_config, moses_training_smiles, pretrain
+    from mmsa.model.config import build_config
+    from mmsa.model.corpus import moses_training_smiles
+    from mmsa.model.train import pretrain
 
     root = Path(args.out) if args.out else ablations_dir()
     root.mkdir(parents=True, exist_ok=True)
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         packed, feat_s = corpus_prefix(args.corpus_features, args.from_corpus), 0.0
         data = f"first {len(packed)} molecules of the pre-training corpus"
     elif args.features:
-        from mmsa.train import PackedFeatures
+        from mmsa.model.packed import PackedFeatures
 
         packed, feat_s = PackedFeatures.load(args.features), 0.0
         log.info("features from %s (%d molecules)", args.features, len(packed))

@@ -56,8 +56,8 @@ def _subset_csv(n: int, cache: Path) -> Path:
 def ensure_library(name: str, n: int, root: Path, checkpoint: Path, copy_from: Path | None,
                    cache: Path) -> dict:
     """The benchmark library (built or copied once); returns how it was obtained."""
-    from mmsa.encoder import file_sha256
     from mmsa.library import build_library, open_library
+    from mmsa.model.encoder import file_sha256
 
     path = root / name
     want = file_sha256(checkpoint)

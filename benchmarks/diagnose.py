@@ -68,9 +68,9 @@ def _methods(checkpoints: dict[str, Path], ecfp: bool = True) -> dict:
 
 
 def _rank_and_uniformity(path: Path, smiles: list[str]) -> dict[str, float]:
-    from mmsa.encoder import Encoder
     from mmsa.evaluate import effective_rank
     from mmsa.evaluate.neighbours import alignment_uniformity
+    from mmsa.model.encoder import Encoder
 
     X = Encoder.load(path).embed(smiles).vectors
     X = X[np.isfinite(X).all(axis=1)]
@@ -110,21 +110,23 @@ def baseline(args) -> None:
 
 
 def runs(args) -> None:
-    from mmsa import train
     from mmsa.evaluate.neighbours import neighbour_suite
+    from mmsa.model.config import build_config
+    from mmsa.model.corpus import featurize_corpus, pretraining_corpus
+    from mmsa.model.train import pretrain
     from mmsa.paths import cache_dir
 
-    smiles = train.pretraining_corpus(args.corpus, seed=0, n_jobs=2)[:args.n_molecules]
-    base = train.build_config("default")
-    features = train.featurize_corpus(base, smiles, n_multimodal=args.n_multimodal, n_jobs=2)
+    smiles = pretraining_corpus(args.corpus, seed=0, n_jobs=2)[:args.n_molecules]
+    base = build_config("default")
+    features = featurize_corpus(base, smiles, n_multimodal=args.n_multimodal, n_jobs=2)
     out_root = cache_dir() / "diagnose" / "runs"
     names = args.only or list(RUNS)
     results, meta = {}, {}
     for name in names:
         overrides = {**_ZERO, **RUNS[name]}
-        config = train.build_config("default", **overrides)
+        config = build_config("default", **overrides)
         t0 = time.monotonic()
-        res = train.pretrain(config, None, out_root / name, steps=args.steps, seed=0,
+        res = pretrain(config, None, out_root / name, steps=args.steps, seed=0,
                              batch_size=args.batch_size, lr=1e-3, warmup=50,
                              features=features, checkpoint_every=10**9,
                              analogue_fraction=args.analogue_fraction)

@@ -56,7 +56,7 @@ def random_checkpoint(path: Path) -> Path:
     import torch
 
     from mmsa.model import MMSA, save_checkpoint
-    from mmsa.train import build_config
+    from mmsa.model.config import build_config
 
     torch.manual_seed(0)
     return save_checkpoint(MMSA(build_config("default")), path)
@@ -66,8 +66,8 @@ def run(smiles: list[str], checkpoint: Path, repeats: int, n_full: int, n_jobs: 
         batch_size: int) -> dict:
     import torch
 
-    from mmsa.encoder import Encoder
     from mmsa.model import collate
+    from mmsa.model.encoder import Encoder
 
     enc = Encoder.load(checkpoint, device="cpu")
     n = len(smiles)
@@ -197,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    from mmsa.encoder import file_sha256
     from mmsa.evaluate import update_markdown_section, write_json
+    from mmsa.model.encoder import file_sha256
     from mmsa.paths import DEFAULT_CHECKPOINT, cache_dir
 
     ckpt = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT

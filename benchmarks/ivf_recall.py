@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mmsa.data import fetch
-from mmsa.encoder import Encoder
+from mmsa.model.encoder import Encoder
 
 K = 10
 BLOCK = 262_144

@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     moses = fetch("moses")
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
-    from mmsa.encoder import file_sha256
+    from mmsa.model.encoder import file_sha256
 
     results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version()}

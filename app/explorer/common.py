@@ -35,7 +35,7 @@ def indexes_root() -> Path:
 
 @st.cache_resource(show_spinner="Loading the MMSA model\u2026")
 def _load_encoder(path: str | None):
-    from mmsa.encoder import Encoder
+    from mmsa.model.encoder import Encoder
 
     return Encoder.load(path)
 

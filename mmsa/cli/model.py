@@ -1,4 +1,4 @@
-"""``mmsa pretrain`` and ``mmsa embed``: parsing only, the work is in mmsa.train / mmsa.encoder."""
+"""``mmsa pretrain`` and ``mmsa embed``: parsing only, the work is in mmsa.model.train / mmsa.model.encoder."""
 
 from __future__ import annotations
 
@@ -73,52 +73,58 @@ def register(subparsers) -> None:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    from mmsa import train
+    from mmsa.model.config import build_config
+    from mmsa.model.corpus import featurize_corpus, moses_training_smiles, pretraining_corpus
+    from mmsa.model.packed import featurize_for_pretraining
+    from mmsa.model.train import pretrain
 
     overrides = json.loads(args.config) if args.config else {}
     for name in ("image", "geometry", "hypergraph", "memory"):
         if getattr(args, f"no_{name}"):
             overrides[f"use_{name}"] = False
-    config = train.build_config(args.preset, image_size=args.image_size, **overrides)
+    config = build_config(args.preset, image_size=args.image_size, **overrides)
     if args.corpus:
-        smiles = train.pretraining_corpus(args.corpus, seed=args.seed, n_jobs=args.n_jobs)
-        packed = train.featurize_corpus(config, smiles, args.n_multimodal, n_jobs=args.n_jobs,
+        smiles = pretraining_corpus(args.corpus, seed=args.seed, n_jobs=args.n_jobs)
+        packed = featurize_corpus(config, smiles, args.n_multimodal, n_jobs=args.n_jobs,
                                         n_geometry=args.n_geometry,
                                         progress=True)
         print(f"corpus: {len(packed)} molecules", file=sys.stderr)
         if args.featurize_only:
             return 0
-        result = train.pretrain(config, None, args.out, steps=args.steps, seed=args.seed,
+        result = pretrain(config, None, args.out, steps=args.steps, seed=args.seed,
                                 batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                                 checkpoint_every=args.checkpoint_every, resume=args.resume,
                                 device=args.device, progress=True, features=packed,
                                 max_minutes=args.max_minutes, threads=args.threads,
                                 analogue_fraction=args.analogue_fraction)
-        return _finish_pretrain(args, train, result)
+        return _finish_pretrain(args, result)
     if args.input:
         from mmsa.chem.io import read_library
 
         records, _ = read_library(args.input, smiles_col=args.smiles_col)
         smiles = records["smiles"].tolist()
     else:
-        smiles = train.moses_training_smiles(args.n_molecules, seed=args.seed)
+        smiles = moses_training_smiles(args.n_molecules, seed=args.seed)
     if args.featurize_only:
-        packed = train.featurize_for_pretraining(config, smiles, n_jobs=args.n_jobs,
+        packed = featurize_for_pretraining(config, smiles, n_jobs=args.n_jobs,
                                                  progress=True)
         print(f"featurised {len(packed)} molecules", file=sys.stderr)
         return 0
-    result = train.pretrain(config, smiles, args.out, steps=args.steps, seed=args.seed,
+    result = pretrain(config, smiles, args.out, steps=args.steps, seed=args.seed,
                             batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                             n_jobs=args.n_jobs, checkpoint_every=args.checkpoint_every,
                             resume=args.resume, device=args.device, progress=True,
                             max_minutes=args.max_minutes, threads=args.threads)
-    return _finish_pretrain(args, train, result)
+    return _finish_pretrain(args, result)
 
 
-def _finish_pretrain(args: argparse.Namespace, train, result) -> int:
-    train.plot_loss_curves(result.out_dir / "log.csv", result.out_dir / "loss_curves.png")
+def _finish_pretrain(args: argparse.Namespace, result) -> int:
+    from mmsa.model.checkpoint import export_checkpoint
+    from mmsa.model.train import plot_loss_curves
+
+    plot_loss_curves(result.out_dir / "log.csv", result.out_dir / "loss_curves.png")
     if args.export:
-        train.export_checkpoint(result.checkpoint, args.export)
+        export_checkpoint(result.checkpoint, args.export)
     losses = ", ".join(f"{k}={v:.4f}" for k, v in result.final_losses.items())
     print(f"{result.steps} steps on {result.num_molecules} molecules in "
           f"{result.wall_time_s:.0f} s; final {losses}", file=sys.stderr)
@@ -131,7 +137,7 @@ def run_embed(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from mmsa.chem.io import iter_library
-    from mmsa.encoder import Encoder
+    from mmsa.model.encoder import Encoder
     from mmsa.types import Failure
 
     frames, read_failures, skipped, n, info = [], [], 0, 0, None

@@ -172,9 +172,9 @@ def _coherence(checkpoints: Mapping[str, Path], hybrid_weight: float, n_jobs: in
     every checkpoint (with its slots), ECFP4 and the hybrid."""
 
     from mmsa.data import fetch
-    from mmsa.encoder import Encoder
     from mmsa.evaluate.coherence import coherence_suite, unique_molecules
     from mmsa.evaluate.neighbours import Space
+    from mmsa.model.encoder import Encoder
 
     raw = pd.read_csv(fetch(COHERENCE_LIBRARY), usecols=["smiles"])["smiles"].astype(str)
     smiles, _ = unique_molecules(raw.tolist())

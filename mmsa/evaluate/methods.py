@@ -28,7 +28,7 @@ def ecfp4(smiles: Sequence[str], n_bits: int = 2048) -> tuple[np.ndarray, np.nda
 
 
 def encoder_method(encoder, mode: str = "fast", batch_size: int = 256) -> Method:
-    """A Method embedding SMILES with an ``mmsa.encoder.Encoder`` (``mode`` "fast" or "full")."""
+    """A Method embedding SMILES with an ``mmsa.model.encoder.Encoder`` (``mode`` "fast" or "full")."""
 
     def embed(smiles: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         res = encoder.embed(list(smiles), mode=mode, batch_size=batch_size)
@@ -46,7 +46,7 @@ def checkpoint_method(path: str | Path, mode: str = "fast", state: dict | None =
 
     def embed(smiles: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         if "encoder" not in state:
-            from mmsa.encoder import Encoder
+            from mmsa.model.encoder import Encoder
 
             state["encoder"] = Encoder.load(path)
         return encoder_method(state["encoder"], mode)(smiles)
@@ -58,7 +58,7 @@ def random_init_checkpoint(checkpoint: str | Path, out_path: str | Path, seed: i
     """Write a randomly initialised model of ``checkpoint``'s architecture to ``out_path``.
 
     Same hyper-parameters (read with weights_only=True), fresh weights from ``seed``
-    (``mmsa.train.pretrain`` seeds its initialisation the same way, so with the training seed
+    (``mmsa.model.train.pretrain`` seeds its initialisation the same way, so with the training seed
     this is exactly the starting point of the pre-training run).
     """
     import torch

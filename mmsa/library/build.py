@@ -728,7 +728,7 @@ def build_library(
     end: a failed, interrupted or killed build leaves the previous version intact (see the
     module docstring). A lock file ``ROOT/.NAME.lock`` refuses concurrent builds of one name.
 
-    ``encoder``: an :class:`mmsa.encoder.Encoder`, a checkpoint path, or None for the shipped
+    ``encoder``: an :class:`mmsa.model.encoder.Encoder`, a checkpoint path, or None for the shipped
     checkpoint. ``progress(done, total)`` is called after each chunk (total may be None).
     Raises InputError for unreadable/empty/all-invalid input, bad names and arguments over
     the limits of :mod:`mmsa.limits`; LibraryError if the name exists and ``overwrite`` is

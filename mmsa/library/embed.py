@@ -1,6 +1,6 @@
 """The per-chunk work of a library build: a pure function of a SMILES batch and a checkpoint.
 
-:func:`embed_chunk` featurises and embeds a batch (via :func:`mmsa.encoder.embed_batch`) and
+:func:`embed_chunk` featurises and embeds a batch (via :func:`mmsa.model.encoder.embed_batch`) and
 computes the fingerprints the store keeps beside the vectors. It has no side effects and no
 state besides the encoder, so it can run in worker processes here, or unchanged in a
 distributed engine (e.g. Ray Data's ``map_batches``).
@@ -110,7 +110,7 @@ def embed_chunk(
 ) -> ChunkResult:
     """Embed a batch of (standardised) SMILES and fingerprint it.
 
-    ``encoder`` is an :class:`mmsa.encoder.Encoder`. A molecule fails (and gets a Failure
+    ``encoder`` is an :class:`mmsa.model.encoder.Encoder`. A molecule fails (and gets a Failure
     with its batch position) when RDKit cannot parse it or the encoder cannot embed it.
     Pure: the result depends only on ``smiles`` and the encoder's checkpoint.
     """
@@ -155,7 +155,7 @@ def load_encoder(spec, device: str = "auto"):
     (``$MMSA_CHECKPOINT`` when set, else the shipped checkpoint)."""
     if spec is not None and not isinstance(spec, (str, os.PathLike)):
         return spec
-    from mmsa.encoder import Encoder
+    from mmsa.model.encoder import Encoder
 
     if spec is None:
         spec = os.environ.get("MMSA_CHECKPOINT") or None

@@ -198,7 +198,7 @@ def test_memory_page_lists_slots_and_query_weights(app, app_env):
 # ---------------------------------------------------------------------------- model
 
 def test_model_page_shows_the_checkpoint(app, app_env):
-    from mmsa.encoder import file_sha256
+    from mmsa.model.encoder import file_sha256
 
     at = goto(app, "model")
     facts = at.dataframe[0].value

@@ -14,7 +14,7 @@ BAD_ROWS = {5: "not_a_smiles", 17: "C1CC"}  # 0-based data rows that must fail
 
 @pytest.fixture(scope="session")
 def encoder(tiny_checkpoint):
-    from mmsa.encoder import Encoder
+    from mmsa.model.encoder import Encoder
 
     return Encoder.load(tiny_checkpoint, device="cpu")
 

@@ -1,4 +1,4 @@
-"""A torch-free stand-in for mmsa.encoder.Encoder (fault-injection subprocesses start fast)."""
+"""A torch-free stand-in for mmsa.model.encoder.Encoder (fault-injection subprocesses start fast)."""
 
 from __future__ import annotations
 

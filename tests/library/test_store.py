@@ -194,7 +194,7 @@ def test_checkpoint_mismatch(lib_copy, other_checkpoint):
         open_library(name, root=root, encoder=other_checkpoint)
     lib = open_library(name, root=root)  # still readable without the model
     with pytest.raises(LibraryError, match="checkpoint"):
-        lib.set_encoder(__import__("mmsa.encoder").encoder.Encoder.load(other_checkpoint))
+        lib.set_encoder(__import__("mmsa.model.encoder").model.encoder.Encoder.load(other_checkpoint))
 
 
 def test_concurrent_build_refused(lib_copy, tiny_csv, tiny_checkpoint):

@@ -15,8 +15,9 @@ from mmsa.chem.targets import (
     compute_targets,
     standardise_descriptors,
 )
+from mmsa.model.corpus import analogue_batch
+from mmsa.model.packed import pack_features
 from mmsa.nn.chemistry import similarity_distillation, tanimoto_kernel, vicreg_regulariser
-from mmsa.train import analogue_batch, pack_features
 
 DATA = pd.read_csv("tests/data/molecules.csv")
 
@@ -99,7 +100,7 @@ def test_pretrain_with_chemistry_targets(tmp_path):
     from mmsa.chem.image import ImageFeaturizer
     from mmsa.chem.targets import scaffold_ids
     from mmsa.model import LOSS_TERMS, MMSAConfig, load_checkpoint
-    from mmsa.train import load_training_log, pretrain
+    from mmsa.model.train import load_training_log, pretrain
 
     smiles = DATA["SMILES"].astype(str).tolist()[:64]
     gf, imf = GraphFeaturizer(), ImageFeaturizer(size=32)

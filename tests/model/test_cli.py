@@ -30,7 +30,7 @@ def test_embed_writes_one_row_per_input_row(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "row 1" in err and "not_a_smiles" in err
     # same vectors as the Python API, in input order
-    from mmsa.encoder import Encoder
+    from mmsa.model.encoder import Encoder
 
     ref = Encoder.load(ckpt, device="cpu").embed(["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"])
     np.testing.assert_allclose(vectors[[0, 2, 3]], ref.vectors, atol=1e-6)

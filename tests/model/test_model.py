@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmsa.encoder import EmbedResult, Encoder, embed_batch
 from mmsa.model import LOSS_TERMS, MMSA, MMSAConfig, collate, load_checkpoint, save_checkpoint
+from mmsa.model.encoder import EmbedResult, Encoder, embed_batch
 from mmsa.types import Failure, InputError
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "CN1CCC[C@H]1c1cccnc1",

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from mmsa.encoder import Encoder
+from mmsa.model.encoder import Encoder
 from mmsa.paths import DEFAULT_CHECKPOINT, WEIGHTS_DIR
 
 

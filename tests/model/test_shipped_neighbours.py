@@ -21,7 +21,7 @@ def drugs():
 
     from mmsa.chem.standardize import standardize_or_reason
     from mmsa.data import fetch
-    from mmsa.encoder import Encoder
+    from mmsa.model.encoder import Encoder
 
     df = pd.read_csv(fetch("approved-drugs"))
     parents: dict[str, list[str]] = {}

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mmsa.model import LOSS_TERMS, MMSAConfig, load_checkpoint
-from mmsa.train import featurize_for_pretraining, load_training_log, plot_loss_curves, pretrain
+from mmsa.model.packed import featurize_for_pretraining
+from mmsa.model.train import load_training_log, plot_loss_curves, pretrain
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "CN1CCC[C@H]1c1cccnc1",
           "O=C(O)c1ccccc1OC(C)=O", "C1CCNCC1", "Clc1ccc(Cl)cc1", "CC(C)Cc1ccc(C(C)C(=O)O)cc1",

@@ -9,7 +9,6 @@ listed in ``failures``; nothing is replaced by a zero vector.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from collections.abc import Sequence
@@ -20,7 +19,11 @@ import numpy as np
 import torch
 
 from mmsa.hashing import sha256_file
-from mmsa.model import MMSA, MMSABatch, collate, model_from_checkpoint, read_checkpoint
+from mmsa.model.batch import MMSABatch, collate
+from mmsa.model.checkpoint import model_from_checkpoint, read_checkpoint
+from mmsa.model.device import resolve_device
+from mmsa.model.featurize import build_featurizer, featurize
+from mmsa.model.network import MMSA
 from mmsa.paths import DEFAULT_CHECKPOINT
 from mmsa.types import Failure, InputError
 
@@ -51,19 +54,6 @@ class EmbedResult:
 file_sha256 = sha256_file
 
 
-def _build(cls, cfg: dict):
-    """Instantiate a featurizer from its stored ``config()``, keeping the args it accepts."""
-    params = inspect.signature(cls).parameters
-    kwargs = {k: v for k, v in (cfg or {}).items() if k in params}
-    return cls(**kwargs)
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class Encoder:
     """An MMSA model with the featurizers it was trained with.
 
@@ -80,11 +70,11 @@ class Encoder:
         from mmsa.chem.image import ImageFeaturizer
 
         c = model.config
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.path = path
         self.checkpoint_hash = checkpoint_hash or "unsaved"
-        self.graph_featurizer = _build(GraphFeaturizer, c.graph_featurizer)
+        self.graph_featurizer = build_featurizer(GraphFeaturizer, c.graph_featurizer)
         if (self.graph_featurizer.atom_dim, self.graph_featurizer.bond_dim) != (c.atom_dim,
                                                                                 c.bond_dim):
             raise InputError(
@@ -95,8 +85,8 @@ class Encoder:
         if c.use_image:
             icfg = dict(c.image_featurizer or {})
             icfg.setdefault("size", c.image_size)
-            self.image_featurizer = _build(ImageFeaturizer, icfg)
-        self.conformer_featurizer = (_build(ConformerFeaturizer, c.conformer_featurizer)
+            self.image_featurizer = build_featurizer(ImageFeaturizer, icfg)
+        self.conformer_featurizer = (build_featurizer(ConformerFeaturizer, c.conformer_featurizer)
                                      if c.use_geometry else None)
 
     @classmethod
@@ -172,7 +162,6 @@ class Encoder:
             bar.close()
         return EmbedResult(vectors, slots, ok, failures)
 
-
     def modality_vectors(self, smiles: Sequence[str]) -> dict[str, np.ndarray]:
         """Each modality's L2-normalised code of each molecule (the shared space, before
         fusion and memory readout): ``{name: float32 [n, dim]}`` over ``self.modalities``,
@@ -203,31 +192,6 @@ class Encoder:
         return out
 
 
-def _featurize(featurizer, smiles: list[str], n_jobs: int) -> tuple[list, dict[int, str]]:
-    """Features aligned with ``smiles`` (None where failed) and {position: reason}."""
-    if n_jobs > 1 and len(smiles) > 1:
-        from mmsa.chem.parallel import featurize_many
-
-        kwargs = {"n_jobs": n_jobs}
-        if "cache" in inspect.signature(featurize_many).parameters:
-            kwargs["cache"] = False
-        results, fails = featurize_many(featurizer, smiles, **kwargs)
-        reasons = {f.row: f.reason for f in fails}
-        return [None if i in reasons else r for i, r in enumerate(results)], reasons
-    if hasattr(featurizer, "batch"):  # one numpy pass for the whole chunk (graph featurizer)
-        out, errors = featurizer.batch(smiles)
-        return list(out), dict(errors)
-    out: list = []
-    reasons: dict[int, str] = {}
-    for i, s in enumerate(smiles):
-        try:
-            out.append(featurizer(s))
-        except Exception as exc:  # InputError for bad SMILES; anything else is reported too
-            out.append(None)
-            reasons[i] = str(exc) or type(exc).__name__
-    return out, reasons
-
-
 @dataclass
 class _Features:
     """Featurised inputs of a chunk (aligned lists; None where a featurizer failed)."""
@@ -249,7 +213,7 @@ class _Features:
 def _featurize_inputs(smiles: Sequence[str], encoder: Encoder, mode: str,
                       n_jobs: int = 1) -> _Features:
     smiles = [str(s) if s is not None else "" for s in smiles]
-    graphs, reasons = _featurize(encoder.graph_featurizer, smiles, n_jobs)
+    graphs, reasons = featurize(encoder.graph_featurizer, smiles, n_jobs)
     for i, g in enumerate(graphs):
         if g is not None and g.x.shape[0] == 0:
             graphs[i] = None
@@ -259,9 +223,9 @@ def _featurize_inputs(smiles: Sequence[str], encoder: Encoder, mode: str,
         # image/3D of molecules whose graph failed are not needed: featurise "" -> failure
         todo = [s if graphs[i] is not None else "" for i, s in enumerate(smiles)]
         if encoder.image_featurizer is not None:
-            feats.images = _featurize(encoder.image_featurizer, todo, n_jobs)[0]
+            feats.images = featurize(encoder.image_featurizer, todo, n_jobs)[0]
         if encoder.conformer_featurizer is not None:
-            feats.conformers = _featurize(encoder.conformer_featurizer, todo, n_jobs)[0]
+            feats.conformers = featurize(encoder.conformer_featurizer, todo, n_jobs)[0]
     return feats
 
 
