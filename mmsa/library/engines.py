@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -402,9 +403,8 @@ def _run_pipeline(ray, chunks, kind, payload, sha, workers, mode, in_flight, sto
     except Exception as exc:
         if state["error"] is not None:
             raise state["error"] from None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise LibraryError(f"the Ray engine failed ({type(exc).__name__}: {first}); "
-                           f"nothing was changed") from exc
+        raise LibraryError(f"the Ray engine failed: {worker_error(exc)}; nothing was "
+                           f"changed") from exc
     reader.join()
     if state["error"] is not None:
         raise state["error"]
@@ -412,6 +412,22 @@ def _run_pipeline(ray, chunks, kind, payload, sha, workers, mode, in_flight, sto
     if next_index != state["count"]:
         raise LibraryError(f"internal error: the Ray engine returned {next_index} of "
                            f"{state['count']} chunks")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_MMSA_ERROR = re.compile(r"^mmsa\.types\.(\w+): (.+)$", re.MULTILINE)
+
+
+def worker_error(exc: BaseException) -> str:
+    """The line of a Ray error that says what went wrong: the mmsa error a worker raised
+    (e.g. "InputError: cannot read checkpoint ...") when there is one, else the first line."""
+    text = _ANSI.sub("", str(exc)).strip()
+    found = _MMSA_ERROR.findall(text)
+    if found:
+        kind, message = found[-1]
+        return f"a worker raised {kind}: {message}"
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}"
 
 
 def _empty_result(cls, chunk):

@@ -158,3 +158,40 @@ def test_missing_ray_is_a_clear_error_and_stores_nothing(tiny_csv, tmp_path,
     # the local engine never imports Ray
     build_library(tiny_csv, "x", root=root, encoder=tiny_checkpoint, chunk_size=32)
     assert len(open_library("x", root=root)) == 70
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_failing_ray_worker_changes_nothing(built, tmp_path, tiny_csv, monkeypatch):
+    """The actors cannot load the checkpoint they are sent: a LibraryError naming the
+    worker's own error, and the library that was there is untouched."""
+    import hashlib
+    import shutil
+    from types import SimpleNamespace
+
+    from mmsa.library import build as build_mod
+    from mmsa.types import LibraryError
+
+    src_root, _ = built
+    root = tmp_path / "indexes"
+    shutil.copytree(src_root / "tiny", root / "tiny")
+    before = open_library("tiny", root=root, verify="full").manifest
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint" * 64)
+    real = build_mod._encoder_spec
+
+    def spec(encoder):  # the driver's encoder is real; what the workers receive is not
+        enc, _ = real(encoder)
+        fake = SimpleNamespace(path=garbage, dim=enc.dim, num_slots=enc.num_slots,
+                               device="cpu",
+                               checkpoint_hash=hashlib.sha256(garbage.read_bytes()).hexdigest())
+        return fake, str(garbage)
+
+    monkeypatch.setattr(build_mod, "_encoder_spec", spec)
+    with pytest.raises(LibraryError, match="Ray engine failed: a worker raised InputError: "
+                                           "cannot read checkpoint"):
+        build_library(tiny_csv, "tiny", root=root, encoder=None, overwrite=True,
+                      engine="ray", workers=1)
+    after = open_library("tiny", root=root, verify="full")
+    assert after.manifest == before
+    assert sorted(p.name for p in root.iterdir()) == ["tiny"]  # no work folder, no lock
