@@ -270,8 +270,14 @@ def connect_ray(address: str | None, workers: int | None) -> tuple[object, bool,
                 log.info("starting a local Ray instance with %d CPUs", n)
                 ray.init(num_cpus=n, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
-            raise InputError(f"could not connect to {where}: {exc}") from None
+            if not address:
+                raise InputError(f"could not start a local Ray instance: {exc}") from None
+            hint = ("" if os.environ.get("RAY_AUTH_MODE") else
+                    "; if the cluster uses token authentication (Ray's default), set "
+                    "RAY_AUTH_MODE=token with its token in ~/.ray/auth_token or "
+                    "$RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it)")
+            raise InputError(f"could not connect to the Ray cluster at {address!r}: "
+                             f"{exc}{hint}") from None
         started = True
     elif address:
         log.info("Ray is already initialised in this process: using it (not %s)", address)
