@@ -19,6 +19,8 @@ MAX_HYPEREDGE_K = 256
 MAX_CHUNK_SIZE = 1_000_000
 #: worker processes for a build
 MAX_N_JOBS = 64
+#: actors of a Ray build (``--workers``; a cluster can have many more CPUs than one machine)
+MAX_WORKERS = 4096
 #: characters of a query (SMILES or SMARTS)
 MAX_QUERY_CHARS = 5_000
 #: heavy atoms of a query molecule or pattern
@@ -84,6 +86,15 @@ def check_n_jobs(n) -> int:
     n = _int(n, "n_jobs")
     if not 1 <= n <= MAX_N_JOBS:
         raise InputError(f"n_jobs (--n-jobs) must be between 1 and {MAX_N_JOBS} (got {n:,})")
+    return n
+
+
+def check_workers(n) -> int:
+    """Ray build actors: 1..MAX_WORKERS."""
+    n = _int(n, "workers")
+    if not 1 <= n <= MAX_WORKERS:
+        raise InputError(f"workers (--workers) must be between 1 and {MAX_WORKERS:,} "
+                         f"(got {n:,})")
     return n
 
 

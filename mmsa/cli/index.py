@@ -42,7 +42,17 @@ def _input_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smiles-col", default=None, help="SMILES column (default: found by name)")
     p.add_argument("--id-col", default=None, help="id column (default: found by name)")
     p.add_argument("--chunk-size", type=int, default=4096, help="molecules per chunk")
-    p.add_argument("--n-jobs", type=int, default=1, help="worker processes for embedding")
+    p.add_argument("--n-jobs", type=int, default=1,
+                   help="worker processes for embedding (local engine)")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="where chunks are embedded: local (this machine, --n-jobs processes; "
+                        "the default) or ray (a Ray Data actor pool; needs the [ray] extra)")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="Ray engine: join this running Ray cluster ('auto' = the one `ray "
+                        "start` runs here, or HOST:PORT); default: start a local Ray instance")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="Ray engine: number of actors, one CPU each (default: all CPUs of "
+                        "the Ray instance)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -206,6 +216,10 @@ def _prepare_views(args: argparse.Namespace, name: str) -> None:
         print(_clean(f"  {step} not computed now: {why}"), file=sys.stderr)
 
 
+def _engine_args(args: argparse.Namespace) -> dict:
+    return {"engine": args.engine, "workers": args.workers, "address": args.address}
+
+
 def _build(args: argparse.Namespace) -> int:
     from mmsa.library import build_library
 
@@ -216,7 +230,7 @@ def _build(args: argparse.Namespace) -> int:
             smiles_col=args.smiles_col, id_col=args.id_col, index=args.index,
             approx_threshold=args.approx_threshold, hyperedge_k=args.hyperedge_k,
             chunk_size=args.chunk_size, n_jobs=args.n_jobs, progress=bar,
-            overwrite=args.overwrite,
+            overwrite=args.overwrite, **_engine_args(args),
         )
     finally:
         bar.close()
@@ -233,7 +247,7 @@ def _add(args: argparse.Namespace) -> int:
         report = add_to_library(
             args.name, args.input, root=args.indexes, encoder=args.checkpoint,
             smiles_col=args.smiles_col, id_col=args.id_col, chunk_size=args.chunk_size,
-            n_jobs=args.n_jobs, progress=bar,
+            n_jobs=args.n_jobs, progress=bar, **_engine_args(args),
         )
     finally:
         bar.close()

@@ -118,6 +118,44 @@ class BuildReport:
     index: dict = field(default_factory=dict)  # the manifest's "index" entry (type, recall...)
 
 
+@dataclass(frozen=True)
+class Engine:
+    """Where the per-chunk work of a build runs (:mod:`mmsa.library.engines`).
+
+    ``name``: "local" (this process, or ``n_jobs`` worker processes) or "ray" (a Ray Data
+    actor pool of ``workers`` actors; ``address`` None starts a local Ray instance, else joins
+    that cluster, "auto" being the one ``ray start`` runs on this machine).
+    """
+
+    name: str = "local"
+    workers: int | None = None
+    address: str | None = None
+
+    def describe(self, n_jobs: int) -> dict:
+        """The manifest's record of it (in each ``sources`` entry)."""
+        if self.name == "local":
+            return {"name": "local", "n_jobs": int(n_jobs)}
+        return {"name": "ray", "workers": self.workers or "all CPUs of the Ray instance",
+                "address": self.address or "local"}
+
+
+def _engine(engine: str, workers, address) -> Engine:
+    from mmsa.library.engines import check_engine
+
+    check_engine(engine)
+    if engine == "local":
+        if workers is not None or address is not None:
+            raise InputError("workers (--workers) and address (--address) are options of the "
+                             "Ray engine; add engine='ray' (--engine ray) or leave them out")
+        return Engine()
+    if workers is not None:
+        workers = limits.check_workers(workers)
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise InputError(f"address (--address) must be a Ray cluster address such as "
+                         f"'auto' or 'HOST:6379' (got {address!r})")
+    return Engine("ray", workers, address.strip() if address else None)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -378,61 +416,42 @@ class _Streams:
             fh.close()
 
 
-def _chunk_results(chunks, encoder, spec, n_jobs: int, mode: str = "fast"):
-    """Yield (chunk, ChunkResult) in input order; embeds in ``n_jobs`` processes if > 1.
-
-    Workers die with this process (PR_SET_PDEATHSIG + parent polling: a kill -9 of the
-    build leaves no orphans)."""
-    from mmsa.library.embed import _worker_embed, _worker_init, embed_chunk
-
-    if n_jobs <= 1:
-        for chunk in chunks:
-            smiles = chunk.records["smiles"].tolist()
-            yield chunk, embed_chunk(smiles, encoder, mode=mode)
-        return
-    import multiprocessing as mp
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(
-        max_workers=n_jobs,
-        mp_context=mp.get_context("spawn"),
-        initializer=_worker_init,
-        initargs=(spec, 1, os.getpid()),
-    ) as pool:
-        pending: deque = deque()
-        for chunk in chunks:
-            pending.append((chunk, pool.submit(_worker_embed, chunk.records["smiles"].tolist(), mode)))
-            while len(pending) > n_jobs:
-                c, fut = pending.popleft()
-                yield c, fut.result()
-        while pending:
-            c, fut = pending.popleft()
-            yield c, fut.result()
-
-
 def _clip(f: Failure) -> Failure:
     """A failure record with its input and reason cut to the stored limit."""
     return Failure(int(f.row), limits.clip_text(f.input), limits.clip_text(f.reason))
 
 
 def _ingest(source: Path, folder: Path, streams: _Streams, *, encoder, spec, start_row: int,
-            smiles_col, id_col, chunk_size: int, n_jobs: int,
-            progress: Progress | None) -> tuple[int, list[Failure], int]:
-    """Read ``source`` chunk by chunk, embed, append arrays and metadata parts.
+            smiles_col, id_col, chunk_size: int, n_jobs: int, progress: Progress | None,
+            engine: Engine) -> tuple[int, list[Failure], int]:
+    """Read ``source`` chunk by chunk, embed (on ``engine``), append arrays and metadata parts.
 
     Returns (n_ok, failures, rows_read)."""
+    from contextlib import closing
+
     from mmsa.chem.io import iter_library
+    from mmsa.library import engines
 
     total = _estimate_rows(source)
+    chunks = iter_library(source, smiles_col=smiles_col, id_col=id_col, chunk_size=chunk_size)
+    if progress is not None:
+        progress(0, total)
+    if engine.name == "ray":
+        results = engines.ray_results(chunks, encoder, workers=engine.workers,
+                                      address=engine.address)
+    else:
+        results = engines.local_results(chunks, encoder, spec, n_jobs)
+    with closing(results):
+        return _write_chunks(results, folder, streams, start_row, progress, total)
+
+
+def _write_chunks(results, folder: Path, streams: _Streams, start_row: int,
+                  progress: Progress | None, total: int | None) -> tuple[int, list[Failure], int]:
     n_ok = 0
     rows_read = 0
     failures: list[Failure] = []
     part = 0
-    chunks = iter_library(source, smiles_col=smiles_col, id_col=id_col, chunk_size=chunk_size)
-    if progress is not None:
-        progress(0, total)
-    for chunk, res in _chunk_results(chunks, encoder, spec, n_jobs):
+    for chunk, res in results:
         rec = chunk.records
         failures.extend(_clip(f) for f in chunk.failures)
         for f in res.failures:
@@ -566,7 +585,7 @@ def _os_error(exc: OSError, name: str) -> LibraryError:
 def _run_into(root: Path, name: str, make_tmp: Callable[[Path], dict], source: Path, *,
               encoder, smiles_col, id_col, index: str, approx_threshold: int, hyperedge_k: int,
               chunk_size: int, n_jobs: int, progress: Progress | None, seed: int,
-              expect_existing: dict | None = None
+              expect_existing: dict | None = None, engine: Engine = Engine()
               ) -> BuildReport:
     """Common body of build and append: prepare a temp folder with ``make_tmp`` (returns the
     starting manifest), ingest ``source``, finish, swap in."""
@@ -592,7 +611,7 @@ def _run_into(root: Path, name: str, make_tmp: Callable[[Path], dict], source: P
                     tmp, make_tmp, source, name=name, encoder=encoder, smiles_col=smiles_col,
                     id_col=id_col, index=index, approx_threshold=approx_threshold,
                     hyperedge_k=hyperedge_k, chunk_size=chunk_size, n_jobs=n_jobs,
-                    progress=progress, seed=seed)
+                    progress=progress, seed=seed, engine=engine)
                 _swap_in(tmp, final, name)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -608,14 +627,15 @@ def _run_into(root: Path, name: str, make_tmp: Callable[[Path], dict], source: P
 
 
 def _fill(tmp: Path, make_tmp, source: Path, *, name, encoder, smiles_col, id_col, index,
-          approx_threshold, hyperedge_k, chunk_size, n_jobs, progress, seed) -> tuple[dict, int, list[Failure]]:
+          approx_threshold, hyperedge_k, chunk_size, n_jobs, progress, seed,
+          engine: Engine) -> tuple[dict, int, list[Failure]]:
     """Write a complete library version into ``tmp``: (manifest, n_ok, failures)."""
     from mmsa.chem.fingerprints import PATTERN_PACKING
     from mmsa.library.embed import SLOT_TOP
 
     manifest = make_tmp(tmp)
     enc, spec = _encoder_spec(encoder)
-    if n_jobs > 1 and str(getattr(enc, "device", "cpu")).startswith("cuda"):
+    if engine.name == "local" and n_jobs > 1 and str(getattr(enc, "device", "cpu")).startswith("cuda"):
         log.info("embedding on %s in this process (n_jobs=%d ignored)", enc.device, n_jobs)
         n_jobs = 1
     ck = manifest.get("checkpoint")
@@ -651,7 +671,7 @@ def _fill(tmp: Path, make_tmp, source: Path, *, name, encoder, smiles_col, id_co
         n_ok, failures, rows_read = _ingest(
             source, tmp, streams, encoder=enc, spec=spec, start_row=start,
             smiles_col=smiles_col, id_col=id_col, chunk_size=chunk_size,
-            n_jobs=n_jobs, progress=progress,
+            n_jobs=n_jobs, progress=progress, engine=engine,
         )
     finally:
         streams.close()
@@ -673,8 +693,9 @@ def _fill(tmp: Path, make_tmp, source: Path, *, name, encoder, smiles_col, id_co
     manifest["columns"] = [c for c in meta.columns
                            if c not in ("row", "id", "input_smiles", "smiles")]
     del meta, existing  # not needed while the index is built
-    manifest.setdefault("sources", []).append(_source_entry(
-        source, smiles_col, id_col, n_ok, len(failures), rows_read, time.perf_counter() - ts))
+    manifest.setdefault("sources", []).append(dict(_source_entry(
+        source, smiles_col, id_col, n_ok, len(failures), rows_read, time.perf_counter() - ts),
+        engine=engine.describe(n_jobs)))
     manifest["updated"] = _now()
     manifest = _finish(tmp, manifest, dim=dim, index=index, approx_threshold=approx_threshold,
                        hyperedge_k=hyperedge_k, seed=seed)
@@ -712,6 +733,9 @@ def build_library(
     progress: Progress | None = None,
     overwrite: bool = False,
     seed: int = 0,
+    engine: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
 ) -> BuildReport:
     """Build library ``name`` from a molecule file (.smi/.csv/.tsv/.sdf[.gz]).
 
@@ -728,14 +752,22 @@ def build_library(
     end: a failed, interrupted or killed build leaves the previous version intact (see the
     module docstring). A lock file ``ROOT/.NAME.lock`` refuses concurrent builds of one name.
 
+    ``engine``: where the chunks are embedded (:mod:`mmsa.library.engines`): "local" (this
+    process or ``n_jobs`` processes) or "ray" (a Ray Data actor pool of ``workers`` actors,
+    each loading the encoder once; ``address`` None starts a local Ray instance with
+    ``workers`` CPUs, else joins that running cluster, e.g. "auto"). The engine changes
+    nothing in what is written: the same vectors, fingerprints, metadata and failures.
+
     ``encoder``: an :class:`mmsa.model.encoder.Encoder`, a checkpoint path, or None for the shipped
     checkpoint. ``progress(done, total)`` is called after each chunk (total may be None).
     Raises InputError for unreadable/empty/all-invalid input, bad names and arguments over
-    the limits of :mod:`mmsa.limits`; LibraryError if the name exists and ``overwrite`` is
-    False, if it is locked, or when the disk is full.
+    the limits of :mod:`mmsa.limits`, an unknown engine, or engine "ray" without Ray
+    installed; LibraryError if the name exists and ``overwrite`` is False, if it is locked,
+    when the disk is full, or when a Ray worker fails.
     """
     check_name(name)
     hyperedge_k, chunk_size, n_jobs = _check_build_args(hyperedge_k, chunk_size, n_jobs)
+    eng = _engine(engine, workers, address)
     base = indexes_root(root)
     refuse_symlink(base / name, name)
     src = _check_source(source)
@@ -752,7 +784,7 @@ def build_library(
     return _run_into(base, name, make_tmp, src, encoder=encoder, smiles_col=smiles_col,
                      id_col=id_col, index=index, approx_threshold=approx_threshold,
                      hyperedge_k=hyperedge_k, chunk_size=chunk_size, n_jobs=n_jobs,
-                     progress=progress, seed=seed)
+                     progress=progress, seed=seed, engine=eng)
 
 
 def add_to_library(
@@ -767,6 +799,9 @@ def add_to_library(
     n_jobs: int = 1,
     progress: Progress | None = None,
     seed: int = 0,
+    engine: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
 ) -> BuildReport:
     """Append the molecules of ``source`` to library ``name`` (atomically, like a build).
 
@@ -774,10 +809,12 @@ def add_to_library(
     rebuilt with the library's requested index type (recall re-measured), hyperedges
     recomputed, and derived caches (``cache/``: motifs, maps) dropped. The current version is
     read through a verified snapshot (every file's sha256 checked before it is copied).
+    ``engine``, ``workers``, ``address``: as :func:`build_library`.
     """
     from mmsa.library.library import open_library
 
     _, chunk_size, n_jobs = _check_build_args(1, chunk_size, n_jobs)
+    eng = _engine(engine, workers, address)
     base = indexes_root(root)
     src = _check_source(source)
     current = open_library(name, root=base, verify="full")
@@ -805,7 +842,7 @@ def add_to_library(
     return _run_into(base, name, make_tmp, src, encoder=encoder, smiles_col=smiles_col,
                      id_col=id_col, index=idx_kind, approx_threshold=threshold,
                      hyperedge_k=k, chunk_size=chunk_size, n_jobs=n_jobs,
-                     progress=progress, seed=seed, expect_existing=old)
+                     progress=progress, seed=seed, expect_existing=old, engine=eng)
 
 
 def delete_library(name: str, root: str | os.PathLike | None = None) -> None:
@@ -871,5 +908,5 @@ def _checkpoint_sha256(encoder) -> str | None:
     return sha256_file(path) if path.is_file() else None
 
 
-__all__ = ["APPROX_THRESHOLD", "FAULT_POINTS", "BuildReport", "HYPER", "add_to_library",
+__all__ = ["APPROX_THRESHOLD", "FAULT_POINTS", "BuildReport", "Engine", "HYPER", "add_to_library",
            "build_library", "delete_library", "ensure_default_library", "recover_interrupted"]

@@ -2,8 +2,9 @@
 
 :func:`embed_chunk` featurises and embeds a batch (via :func:`mmsa.model.encoder.embed_batch`) and
 computes the fingerprints the store keeps beside the vectors. It has no side effects and no
-state besides the encoder, so it can run in worker processes here, or unchanged in a
-distributed engine (e.g. Ray Data's ``map_batches``).
+state besides the encoder; :class:`ChunkEmbedder` holds a worker's encoder (loaded once) and
+applies it chunk after chunk. Both build engines (:mod:`mmsa.library.engines`: local worker
+processes, Ray Data actors) run exactly this code.
 """
 
 from __future__ import annotations
@@ -145,9 +146,7 @@ def embed_chunk(
     )
 
 
-# -- worker processes -------------------------------------------------------------------------
-
-_WORKER_ENCODER = None
+# -- the per-worker state of a build engine ---------------------------------------------------
 
 
 def load_encoder(spec, device: str = "auto"):
@@ -162,46 +161,24 @@ def load_encoder(spec, device: str = "auto"):
     return Encoder.load(Path(spec) if spec is not None else None, device=device)
 
 
-def _die_with_parent(parent: int) -> None:
-    """End this worker when the build process that started it dies, even by kill -9:
-    PR_SET_PDEATHSIG on Linux, and on every platform a thread polling the parent pid."""
-    import signal
-    import sys
-    import threading
-    import time
+class ChunkEmbedder:
+    """What one build worker holds: an encoder loaded once, applied to chunk after chunk.
 
-    if sys.platform.startswith("linux"):
+    ``ChunkEmbedder(spec, threads=1, mode="fast")(smiles) -> ChunkResult`` is
+    :func:`embed_chunk` with the worker's encoder (``spec`` as :func:`load_encoder`, on the
+    CPU, torch limited to ``threads`` threads). Both build engines use it: the local engine's
+    worker processes and the Ray engine's actors (:mod:`mmsa.library.engines`).
+    """
+
+    def __init__(self, spec, threads: int = 1, mode: str = "fast"):
         try:
-            import ctypes
+            import torch
 
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # pragma: no cover
+            torch.set_num_threads(max(1, int(threads)))
+        except ImportError:  # pragma: no cover (a torch-free fake encoder in tests)
             pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+        self.encoder = load_encoder(spec, device="cpu")
+        self.mode = mode
 
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="mmsa-parent-watch", daemon=True).start()
-
-
-def _worker_init(spec, threads: int, parent: int | None = None) -> None:
-    global _WORKER_ENCODER
-    if parent is not None:
-        _die_with_parent(parent)
-    try:
-        import torch
-
-        torch.set_num_threads(max(1, threads))
-    except ImportError:  # pragma: no cover
-        pass
-    _WORKER_ENCODER = load_encoder(spec, device="cpu")
-
-
-def _worker_embed(smiles: list[str], mode: str) -> ChunkResult:
-    return embed_chunk(smiles, _WORKER_ENCODER, mode=mode)
+    def __call__(self, smiles: list[str]) -> ChunkResult:
+        return embed_chunk(smiles, self.encoder, mode=self.mode)
