@@ -288,9 +288,20 @@ def _b3db_tsv(tmp: Path) -> Path | None:
     return out
 
 
-def _choose(page, label: str, option: str) -> None:
-    page.get_by_role("combobox", name=label, exact=True).click()
-    page.get_by_role("option", name=option, exact=True).click()
+def _choose(page, label: str, option: str, tries: int = 30) -> None:
+    """Pick ``option`` in the select box ``label``. A script run that ends while the list is
+    open redraws the box and closes the list, so reopen it until the option shows."""
+    for _ in range(tries):
+        page.get_by_role("combobox", name=label, exact=True).click()
+        choice = page.get_by_role("option", name=option, exact=True)
+        try:
+            choice.wait_for(state="visible", timeout=10_000)
+        except Exception:  # noqa: BLE001 - the list closed under us: open it again
+            page.keyboard.press("Escape")
+            continue
+        choice.click()
+        return
+    raise AssertionError(f"option {option!r} of {label!r} never showed")
 
 
 def test_upload_b3db_and_egfr_and_search_every_mode(server, tmp_path):
