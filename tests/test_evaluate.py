@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mmsa import evaluate as ev
+from mmsa.evaluate import probes
 from mmsa.types import InputError
 
 RINGS = ["c1ccccc1", "C1CCCCC1", "c1ccncc1", "c1ccoc1", "C1CCNCC1", "c1ccsc1", "C1CCOC1",
@@ -134,7 +135,7 @@ def test_probe_regression_linear_vs_noise():
     assert bad.test > 0.8 * np.std(y)
     # RMSE is in the target's units
     assert good.test == pytest.approx(
-        ev._score("regression", y[split.test], y[split.test] + good.test), rel=1e-9
+        probes._score("regression", y[split.test], y[split.test] + good.test), rel=1e-9
     )
 
 

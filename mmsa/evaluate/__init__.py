@@ -41,7 +41,6 @@ from mmsa.evaluate.probes import (
     ALPHA_GRID,
     C_GRID,
     ProbeResult,
-    _score,
     effective_rank,
     fit_probe,
     impute_failed,
@@ -79,5 +78,5 @@ __all__ = [
     "ecfp4", "effective_rank", "encoder_method", "evaluate", "find_ablations", "fit_probe",
     "get_task", "impute_failed", "load_task", "minimol_method", "murcko_scaffold",
     "neighbours_table", "random_init_checkpoint", "render_markdown", "results_table",
-    "run_evaluation", "scaffold_split", "update_markdown_section", "write_json", "_score",
+    "run_evaluation", "scaffold_split", "update_markdown_section", "write_json",
 ]
