@@ -10,8 +10,9 @@ skipped or failed):
   (:func:`mmsa.library.maps.cluster_labels`, ``cache/clusters-12.npy``);
 - ``properties``: the drug-like properties of every molecule
   (:func:`mmsa.library.properties.library_properties`, ``cache/properties.parquet``), for
-  libraries up to :data:`PROPERTIES_LIMIT` molecules (about 2 ms a molecule; bigger
-  libraries compute them when a page first filters by them);
+  libraries up to :data:`PROPERTIES_LIMIT` molecules (about 2.2 ms a molecule, QED most of
+  it: some 3 minutes for 100,000, so bigger libraries compute them when a page first filters
+  by them; docs/app.md);
 - ``slot names``: the memory slots' labels
   (:func:`mmsa.library.slot_names.library_slot_labels`, ``cache/slot-names.json``);
 - ``hyperedge motifs``: the shared motif of the most coherent hyperedges
