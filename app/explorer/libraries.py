@@ -347,7 +347,9 @@ def _show_last_build() -> None:
 
 
 #: what the page calls each step of mmsa.library.views while it runs
-VIEW_LABELS = {"map": "Computing the map (UMAP)", "properties": "Computing drug-like properties",
+VIEW_LABELS = {"map": "Computing the map (UMAP)",
+               "clusters": "Clustering the embeddings (k-means)",
+               "properties": "Computing drug-like properties",
                "slot names": "Naming the memory slots",
                "hyperedge motifs": "Finding the shared motif of the top hyperedges"}
 

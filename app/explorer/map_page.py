@@ -15,7 +15,6 @@ from mmsa.viz.grid import Card, grid_html
 
 NONE, SLOT, CLUSTER = "(none)", "memory slot", "cluster"
 RDKIT = "RDKit: "  # prefix of the computed drug-like properties among the colour options
-N_CLUSTERS = 12
 HOVER_PROPS = 2           # property values shown in each point's hover label
 HTML_PICTURE_LIMIT = 3_000  # the HTML export embeds structure pictures up to this size
 SELECTION_GRID = 24
@@ -105,7 +104,7 @@ def colour_values(lib, option: str) -> np.ndarray | None:
         props = common.library_properties(common.library_key(lib), _lib=lib)
         return props[option.removeprefix(RDKIT)].to_numpy(dtype=np.float64, na_value=np.nan)
     if option == CLUSTER:
-        from mmsa.library.maps import cluster_labels
+        from mmsa.library.maps import N_CLUSTERS, cluster_labels
 
         return np.char.add("cluster ", cluster_labels(lib, N_CLUSTERS).astype(str))
     col = lib.metadata[option]

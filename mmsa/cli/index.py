@@ -28,8 +28,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _views_opt(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-map", action="store_true",
-                   help="do not compute the map and the other page caches (drug-like "
-                        "properties, slot names, hyperedge motifs) after the build; the app "
+                   help="do not compute the map and the other page caches (k-means clusters, "
+                        "drug-like properties, slot names, hyperedge motifs) after the build; the app "
                         "then computes them on first use")
 
 

@@ -6,10 +6,13 @@ a page finds the result where it looks for it (and computes it itself when a ste
 skipped or failed):
 
 - ``map``: the UMAP coordinates (:func:`mmsa.library.maps.ensure_map`, ``cache/map.npy``);
+- ``clusters``: the k-means clusters the Map page colours by
+  (:func:`mmsa.library.maps.cluster_labels`, ``cache/clusters-12.npy``);
 - ``properties``: the drug-like properties of every molecule
   (:func:`mmsa.library.properties.library_properties`, ``cache/properties.parquet``), for
-  libraries up to :data:`PROPERTIES_LIMIT` molecules (about 2 ms a molecule; bigger
-  libraries compute them when a page first filters by them);
+  libraries up to :data:`PROPERTIES_LIMIT` molecules (about 2.2 ms a molecule, QED most of
+  it: some 3 minutes for 100,000, so bigger libraries compute them when a page first filters
+  by them; docs/app.md);
 - ``slot names``: the memory slots' labels
   (:func:`mmsa.library.slot_names.library_slot_labels`, ``cache/slot-names.json``);
 - ``hyperedge motifs``: the shared motif of the most coherent hyperedges
@@ -37,9 +40,9 @@ __all__ = ["PROPERTIES_LIMIT", "STEPS", "STEP_UNITS", "ViewsReport", "prepare_vi
 log = logging.getLogger(__name__)
 
 #: the steps, in the order they run
-STEPS = ("map", "properties", "slot names", "hyperedge motifs")
+STEPS = ("map", "clusters", "properties", "slot names", "hyperedge motifs")
 #: what each step's progress(done, total) counts
-STEP_UNITS = {"map": "steps", "properties": "mol", "slot names": "steps",
+STEP_UNITS = {"map": "steps", "clusters": "steps", "properties": "mol", "slot names": "steps",
               "hyperedge motifs": "hyperedges"}
 #: drug-like properties are computed at build time up to this library size
 PROPERTIES_LIMIT = 20_000
@@ -111,6 +114,14 @@ def _run(step: str, lib, bar: Progress | None, map_params) -> None:
         from mmsa.library.maps import ensure_map
 
         ensure_map(lib, map_params, progress=bar)
+    elif step == "clusters":
+        from mmsa.library.maps import N_CLUSTERS, cluster_labels
+
+        if bar:
+            bar(0, 1)
+        cluster_labels(lib, N_CLUSTERS)
+        if bar:
+            bar(1, 1)
     elif step == "properties":
         from mmsa.library.properties import library_properties
 

@@ -7,8 +7,10 @@ from mmsa.library import maps
 from mmsa.library.maps import (
     MapParams,
     cluster_labels,
+    compute_clusters,
     compute_map,
     ensure_map,
+    load_clusters,
     load_map,
     place_points,
     vectors_fingerprint,
@@ -96,3 +98,30 @@ def test_cluster_labels_seeded_and_cached(tmp_path):
     assert len(pairs) == 4
     assert (tmp_path / "cache" / "clusters-4.npy").is_file()
     assert np.array_equal(cluster_labels(lib, n_clusters=4), a)
+
+
+def test_cluster_cache_is_reused_only_for_the_same_vectors(tmp_path, monkeypatch):
+    x, _ = _clustered(200)
+    lib = _lib(tmp_path, x)
+    assert load_clusters(lib, n_clusters=4) is None
+    a = cluster_labels(lib, n_clusters=4)
+    assert np.array_equal(load_clusters(lib, n_clusters=4), a)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("clusters recomputed although cached")
+
+    with monkeypatch.context() as m:
+        m.setattr(maps, "compute_clusters", boom)
+        assert np.array_equal(cluster_labels(lib, n_clusters=4), a)  # from the cache
+    # other vectors (an appended or rebuilt library), another seed or k: never the stale ones
+    grown = _lib(tmp_path, np.concatenate([x, x[:10]]))
+    assert load_clusters(grown, n_clusters=4) is None
+    assert load_clusters(_lib(tmp_path, np.roll(x, 1, axis=0)), n_clusters=4) is None
+    assert load_clusters(lib, n_clusters=4, seed=1) is None
+    assert load_clusters(lib, n_clusters=5) is None
+    assert cluster_labels(grown, n_clusters=4).shape == (210,)  # recomputed, then cached
+    assert load_clusters(grown, n_clusters=4) is not None
+    assert load_clusters(lib, n_clusters=4) is None  # the cache now holds the grown ones
+    (tmp_path / "cache" / "clusters-4.npy").write_bytes(b"not an array")
+    assert load_clusters(grown, n_clusters=4) is None  # unreadable: recomputed, not a crash
+    assert compute_clusters(np.zeros((0, 4), np.float32)).shape == (0,)

@@ -19,6 +19,13 @@ def _no_map_computation(monkeypatch) -> None:
     monkeypatch.setattr(maps, "compute_map", boom)
 
 
+def _no_cluster_computation(monkeypatch) -> None:
+    def boom(*a, **k):
+        raise AssertionError("compute_clusters called although the clusters are stored")
+
+    monkeypatch.setattr(maps, "compute_clusters", boom)
+
+
 def _page(at, page: str):
     at.switch_page(f"pages/{page}.py")
     at.run()
@@ -43,6 +50,28 @@ def test_pages_use_the_map_stored_at_build_time(app, app_env, monkeypatch):
     assert not [c for c in captions if "map is not computed yet" in c]
     _page(app, "hyperedges")
     assert np.array_equal(np.load(root / name / "cache" / "map.npy"), stored)  # untouched
+
+
+def test_cluster_colouring_uses_the_clusters_stored_at_build_time(app, app_env, monkeypatch):
+    root, name, rows = app_env
+    lib = open_library(name, root=root)
+    report = prepare_views(lib)
+    assert "clusters" in report.seconds, report.skipped
+    stored = maps.load_clusters(lib)
+    assert stored is not None and stored.shape == (len(rows),)
+    _no_map_computation(monkeypatch)
+    _no_cluster_computation(monkeypatch)
+    app.run()
+    _page(app, "map")
+    app.selectbox(key="map_colour").set_value("cluster").run()
+    assert not app.exception, [e.value for e in app.exception]
+    chart = app.get("plotly_chart")
+    assert len(chart) == 1
+    # one trace per stored cluster, named as the page names them
+    import json
+
+    names = {t.get("name") for t in json.loads(chart[0].proto.spec)["data"]}
+    assert {f"cluster {k}" for k in np.unique(stored)} <= names, names
 
 
 def test_an_upload_gets_its_map_at_build_time(app, app_env, monkeypatch):

@@ -19,9 +19,11 @@ pytestmark = pytest.mark.slow  # UMAP (numba) on a 70-molecule library
 
 def _no_recompute(monkeypatch) -> None:
     def boom(*a, **k):
-        raise AssertionError("the map was recomputed although the build stored it")
+        raise AssertionError("the map or its clusters were recomputed although the build "
+                             "stored them")
 
     monkeypatch.setattr(maps, "compute_map", boom)
+    monkeypatch.setattr(maps, "compute_clusters", boom)
 
 
 def test_build_and_add_store_the_map_and_page_caches(tmp_path, tiny_csv, extra_csv,
@@ -31,18 +33,22 @@ def test_build_and_add_store_the_map_and_page_caches(tmp_path, tiny_csv, extra_c
     assert main(["index", "build", str(tiny_csv), "--name", "v", *ck]) == 0
     assert "views of 'v' ready for the app: map" in capsys.readouterr().err
     cache = Path(root) / "v" / "cache"
-    assert {"map.npy", "map.json", "properties.parquet", "slot-names.json",
-            "motifs.json"} <= {p.name for p in cache.iterdir()}
+    assert {"map.npy", "map.json", "clusters-12.npy", "clusters-12.json", "properties.parquet",
+            "slot-names.json", "motifs.json"} <= {p.name for p in cache.iterdir()}
     meta = json.loads((cache / "map.json").read_text())
     lib = open_library("v", root=root)
     assert meta["fingerprint"] == maps.vectors_fingerprint(lib.vectors)
     built_coords = np.load(cache / "map.npy")
     assert built_coords.shape == (len(lib), 2) and np.isfinite(built_coords).all()
 
+    built_clusters = np.load(cache / "clusters-12.npy")
+    assert built_clusters.shape == (len(lib),)
+
     with monkeypatch.context() as m:  # what the Map page calls: no recomputation
         _no_recompute(m)
         assert np.array_equal(maps.load_map(lib), built_coords)
         assert np.array_equal(maps.ensure_map(lib), built_coords)
+        assert np.array_equal(maps.cluster_labels(lib), built_clusters)
 
     # append: the store drops cache/, the command computes the new version's map
     assert main(["index", "add", "v", str(extra_csv), *ck]) == 0
@@ -57,6 +63,10 @@ def test_build_and_add_store_the_map_and_page_caches(tmp_path, tiny_csv, extra_c
         _no_recompute(m)
         coords = maps.load_map(lib2)
         assert coords is not None and coords.shape == (len(lib2), 2)
+        # the clusters of the appended version, computed by `add`, not the build's
+        clusters = maps.cluster_labels(lib2)
+        assert clusters.shape == (len(lib2),)
+        assert maps.load_clusters(lib) is None  # the build's vectors: stale
 
 
 def test_no_map_leaves_no_map(tmp_path, tiny_csv, extra_csv, tiny_checkpoint, capsys):
