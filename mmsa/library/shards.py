@@ -42,9 +42,9 @@ class ShardedVectors:
         return np.searchsorted(self.starts, rows, side="right") - 1
 
     def __getitem__(self, key):
-        if isinstance(key, tuple):
-            first, rest = key[0], key[1:]
-            return self[first][(slice(None), *rest) if np.ndim(self[first]) == 2 else rest]
+        if isinstance(key, tuple):  # rows first, then columns of those rows
+            rows = self[key[0]]
+            return rows[(slice(None), *key[1:])] if rows.ndim == 2 else rows[key[1:]]
         if isinstance(key, slice):
             start, stop, step = key.indices(self.shape[0])
             if step != 1:

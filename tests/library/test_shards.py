@@ -118,6 +118,14 @@ def test_other_modes_cover_every_shard(sharded):
     n = lib.neighbors(85, k=5)
     w = whole.neighbors(85, k=5)
     assert n["row"].tolist() == w["row"].tolist()
+    lib.set_encoder(FakeEncoder())
+    whole.set_encoder(FakeEncoder())
+    smi = lib.metadata["smiles"][77]
+    for mode in ("embedding", "hybrid"):
+        a, b = lib.search(smi, k=8, mode=mode), whole.search(smi, k=8, mode=mode)
+        assert a["row"].tolist() == b["row"].tolist()
+        np.testing.assert_allclose(a["score"], b["score"], atol=1e-6)
+    np.testing.assert_array_equal(lib.vectors[[3, 80], 2:5], np.asarray(whole.vectors)[[3, 80], 2:5])
 
 
 def test_hyperedges_of_new_rows_are_over_every_shard(sharded):
