@@ -68,9 +68,11 @@ def register(subparsers) -> None:
     p = sub.add_parser("build", help="build a library from a .smi/.csv/.tsv/.sdf[.gz] file")
     p.add_argument("input", help="molecule file")
     p.add_argument("--name", required=True, help="library name")
-    p.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf", "ivfpq"],
+    p.add_argument("--index", default="auto",
+                   choices=["auto", "flat", "hnsw", "ivf", "ivfpq", "ivfopq"],
                    help="FAISS index: auto = exact below --approx-threshold, HNSW up to 1M "
-                        "molecules, IVF-flat up to 5M, IVF-PQ (re-ranked exactly) above")
+                        "molecules, IVF-flat up to 5M, IVF-PQ (re-ranked exactly) above; "
+                        "ivfopq = IVF-PQ behind a learned OPQ rotation (re-ranked exactly)")
     p.add_argument("--approx-threshold", type=int, default=50_000,
                    help="library size from which 'auto' uses an approximate index")
     p.add_argument("--hyperedge-k", type=int, default=8, help="neighbours per hyperedge")
@@ -84,6 +86,10 @@ def register(subparsers) -> None:
     p = sub.add_parser("add", help="append the molecules of a file to a library")
     p.add_argument("name", help="library name")
     p.add_argument("input", help="molecule file")
+    p.add_argument("--shard", action="store_true",
+                   help="write the new molecules as a new shard (their vectors and their own "
+                        "index) and leave the existing shards untouched instead of rebuilding "
+                        "the index; a sharded library stays sharded (every add is a shard)")
     _input_opts(p)
     _views_opt(p)
     _encoder_opt(p)
@@ -247,7 +253,7 @@ def _add(args: argparse.Namespace) -> int:
         report = add_to_library(
             args.name, args.input, root=args.indexes, encoder=args.checkpoint,
             smiles_col=args.smiles_col, id_col=args.id_col, chunk_size=args.chunk_size,
-            n_jobs=args.n_jobs, progress=bar, **_engine_args(args),
+            n_jobs=args.n_jobs, progress=bar, shard=args.shard, **_engine_args(args),
         )
     finally:
         bar.close()

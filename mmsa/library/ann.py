@@ -16,7 +16,17 @@ from mmsa.types import LibraryError
 
 log = logging.getLogger(__name__)
 
-INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
+INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq", "ivfopq")
+#: index types whose candidates are re-ranked by exact inner product (:func:`search`)
+RERANKED = ("ivfpq", "ivfopq")
+#: index types with inverted lists (an ``nprobe``)
+IVF_TYPES = ("ivf", *RERANKED)
+#: IVF-OPQ: iterations of the OPQ rotation's alternating optimisation (FAISS default 50; the
+#: rotation converges in ~20 on embeddings, and each costs a PQ training)
+OPQ_NITER = 25
+#: IVF-OPQ: FAISS trains the rotation with 8-bit sub-quantizers (256 centroids each), which
+#: need ~39 * 256 vectors; smaller libraries get plain IVF-PQ (recorded as a fallback)
+OPQ_MIN_VECTORS = 39 * 256
 #: recall@10 an approximate index must reach against exact search
 MIN_RECALL = 0.95
 #: the search knob is tuned for MIN_RECALL + this margin on the (leave-one-out) build sample,
@@ -129,6 +139,10 @@ def build_index(
     "ivfpq" (IVF with product-quantised codes, d/8 bytes a vector, nlist as IVF; each query's
     candidates are re-ranked by exact inner product over ``vectors``, see :func:`search`;
     nprobe, then the number re-ranked, raised until recall@10 >= ``min_recall``),
+    "ivfopq" (IVF-PQ behind a learned OPQ rotation, FAISS ``OPQm,IVFnlist,PQm``: the rotation
+    spreads the variance evenly over the sub-quantizers, so the same d/8 bytes of code rank
+    candidates better; re-ranked and tuned as "ivfpq"; d*d floats of rotation on top; below
+    :data:`OPQ_MIN_VECTORS` vectors, plain "ivfpq" with ``fallback_from: "ivfopq"``),
     "auto" (flat below ``approx_threshold`` vectors, hnsw below ``ivf_threshold``, ivf below
     ``ivfpq_threshold``, else ivfpq: HNSW searches fastest, but its construction costs
     ~0.35 ms of CPU per 256-d vector, about 12 CPU-minutes for MOSES, where IVF trains and
@@ -148,6 +162,15 @@ def build_index(
     if kind == "auto":
         kind = ("flat" if n < approx_threshold else "hnsw" if n < ivf_threshold
                 else "ivf" if n < ivfpq_threshold else "ivfpq")
+    if kind == "ivfopq" and n < OPQ_MIN_VECTORS:
+        log.info("%d vectors are too few to train an OPQ rotation (%d); building ivfpq", n,
+                 OPQ_MIN_VECTORS)
+        index, info = build_index(vectors, "ivfpq", min_recall=min_recall, sample=sample,
+                                  seed=seed, progress=progress)
+        info.setdefault("fallback_from", "ivfopq")
+        info.setdefault("fallback_reason", f"fewer than {OPQ_MIN_VECTORS} vectors to train "
+                                           f"the OPQ rotation")
+        return index, info
     t0 = time.perf_counter()
     if kind == "flat" or n < 2:
         index = faiss.IndexFlatIP(d)
@@ -175,26 +198,34 @@ def build_index(
 
         def set_knob(v):
             index.hnsw.efSearch = v
-    else:  # ivf, ivfpq
+    else:  # ivf, ivfpq, ivfopq
         # 2 sqrt(n) lists, k-means of 10 iterations on 50 vectors per list: ~1 CPU-minute
         # for MOSES at d=256 (4 sqrt(n) lists and 25 iterations would cost ~10)
         nlist = int(max(1, min(n // 39, round(2 * np.sqrt(n)))))
-        quantizer = faiss.IndexFlatIP(d)
-        if kind == "ivfpq":
+        if kind in RERANKED:
             m_codes = pq_codes(d)
             # 8-bit codebooks (256 centroids) need ~39 * 256 training vectors; fewer bits on
             # small libraries
             nbits = int(np.clip(np.floor(np.log2(max(n, 2) / 39)), 1, 8))
-            index = faiss.IndexIVFPQ(quantizer, d, nlist, m_codes, nbits,
-                                     faiss.METRIC_INNER_PRODUCT)
-            index.pq.cp.niter = 10
+            if kind == "ivfopq":
+                index = faiss.index_factory(d, f"OPQ{m_codes},IVF{nlist},PQ{m_codes}x{nbits}",
+                                            faiss.METRIC_INNER_PRODUCT)
+                opq = faiss.downcast_VectorTransform(index.chain.at(0))
+                opq.niter = OPQ_NITER
+            else:
+                index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, m_codes, nbits,
+                                         faiss.METRIC_INNER_PRODUCT)
+            ivf_of(index).pq.cp.niter = 10
             n_train = min(n, max(50 * nlist, 64 * 2**nbits))
             params = {"nlist": nlist, "m": m_codes, "nbits": nbits}
+            if kind == "ivfopq":
+                params["opq_niter"] = OPQ_NITER
         else:
-            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist,
+                                       faiss.METRIC_INNER_PRODUCT)
             n_train = min(n, 50 * nlist)
             params = {"nlist": nlist}
-        index.cp.niter = 10
+        ivf_of(index).cp.niter = 10
         train_rows = np.sort(rng.choice(n, size=n_train, replace=False))
         index.train(np.ascontiguousarray(vectors[train_rows], dtype=np.float32))
         _add_blocks(index, vectors, progress)
@@ -202,15 +233,15 @@ def build_index(
         nprobes = [v for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if v <= nlist]
         if nprobes[-1] != nlist:
             nprobes.append(nlist)
-        if kind == "ivfpq":
+        if kind in RERANKED:
             # (nprobe, rerank) pairs: nprobe first, then more candidates re-ranked
             values = [(p, r) for r in RERANK for p in nprobes]
         else:
             values = nprobes
 
         def set_knob(v):
-            if kind == "ivfpq":
-                index.nprobe = v[0]
+            if kind in RERANKED:
+                ivf_of(index).nprobe = v[0]
                 params["rerank"] = v[1]
             else:
                 index.nprobe = v
@@ -219,14 +250,14 @@ def build_index(
     target = max(min_recall, min(1.0, min_recall + RECALL_MARGIN))
     for v in values:
         set_knob(v)
-        if kind == "ivfpq":
+        if kind in RERANKED:
             _, approx = search(index, {"type": kind, "params": params}, vectors, queries, k + 1)
         else:
             _, approx = index.search(queries, k + 1)
         recall = recall_at_k(_drop_self(approx, qrows, k), exact, k)
         log.info("%s %s=%s: recall@10 %.4f", kind, knob, v, recall)
         if recall >= target or (v == values[-1] and recall >= min_recall):
-            if kind == "ivfpq":
+            if kind in RERANKED:
                 params["nprobe"], params["rerank"] = int(v[0]), int(v[1])
             else:
                 params[knob] = v
@@ -263,24 +294,31 @@ def pq_codes(d: int) -> int:
     return m
 
 
+def ivf_of(index):
+    """The IndexIVF inside ``index`` (itself, or behind an OPQ transform), downcast."""
+    faiss = _faiss()
+    return faiss.downcast_index(faiss.extract_index_ivf(index))
+
+
 def ram_bytes(index, info: dict) -> int:
     """Bytes of RAM the index itself holds (not the memory-mapped vectors an IVF-PQ search
     re-ranks from, which the OS pages in on demand): flat 4 d n; HNSW 4 d n plus its level-0
     neighbour lists (2 M int32 a vector; the upper levels, ~1/M of that, left out); IVF
     codes (4 d bytes for IVF-flat, d/8 for IVF-PQ) + an 8-byte id a vector, plus the
-    centroids (and the PQ codebooks)."""
-    faiss = _faiss()
+    centroids (and the PQ codebooks, and for IVF-OPQ the d x d rotation)."""
     n, d = int(index.ntotal), int(index.d)
     kind = info.get("type")
     if kind == "flat":
         return 4 * d * n
     if kind == "hnsw":
         return 4 * d * n + 2 * HNSW_M * 4 * n
-    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+    ivf = ivf_of(index)
     total = 8 * n + int(ivf.code_size) * n + 4 * d * int(ivf.nlist)
-    if kind == "ivfpq":
+    if kind in RERANKED:
         pq = ivf.pq
         total += 4 * int(pq.M) * int(pq.ksub) * int(pq.dsub)
+    if kind == "ivfopq":
+        total += 4 * d * d
     return total
 
 
@@ -306,12 +344,12 @@ def search(index, info: dict, vectors: np.ndarray, queries: np.ndarray,
            k: int) -> tuple[np.ndarray, np.ndarray]:
     """k-NN of ``queries`` float32 [m, d] through ``index`` (the manifest's ``info``).
 
-    For "ivfpq" the index returns max(rerank, RERANK_PER_K * k) candidates by approximate
-    (PQ) score, re-ranked by their exact inner product from ``vectors`` [n, d] (e.g. the
+    For "ivfpq" and "ivfopq" the index returns max(rerank, RERANK_PER_K * k) candidates by
+    approximate (PQ) score, re-ranked by their exact inner product from ``vectors`` [n, d] (e.g. the
     library's memmap), so the returned scores are exact cosines. Other types search as they
     are. Returns (scores float32 [m, k], rows int64 [m, k]); rows -1 where fewer than k."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    if info.get("type") != "ivfpq":
+    if info.get("type") not in RERANKED:
         d, i = index.search(queries, k)
         return d, i.astype(np.int64)
     n = int(index.ntotal)
@@ -321,13 +359,50 @@ def search(index, info: dict, vectors: np.ndarray, queries: np.ndarray,
     return _rerank(vectors, queries, cand, k)
 
 
+def merge_topk(scores: list[np.ndarray], rows: list[np.ndarray],
+               k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The global top-k of per-part results (scores [m, k_j], global rows [m, k_j], -1
+    padded): best k by score, ties by the lower row; (float32 [m, k], int64 [m, k])."""
+    d = np.concatenate(scores, axis=1).astype(np.float32)
+    i = np.concatenate(rows, axis=1).astype(np.int64)
+    d = np.where(i < 0, -np.inf, d)
+    if d.shape[1] < k:
+        pad = k - d.shape[1]
+        d = np.concatenate([d, np.full((len(d), pad), -np.inf, np.float32)], axis=1)
+        i = np.concatenate([i, np.full((len(i), pad), -1, np.int64)], axis=1)
+    order = _topk_order(d, i, k)
+    return np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
+
+
+def search_shards(parts, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k-NN over a sharded library: ``parts`` = [(index, info, vectors, start), ...] (one
+    per shard; ``vectors`` the shard's own [count, d] array, ``start`` its first global
+    row). Each shard answers its own top-k through :func:`search` (re-ranked for IVF-PQ and
+    IVF-OPQ shards), its rows are shifted by ``start``, and the global top-k is merged
+    (:func:`merge_topk`). Exact shards give exactly the brute-force top-k over all rows.
+    Returns (scores float32 [m, k], rows int64 [m, k]); -1 where fewer than k."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    scores, rows = [], []
+    for index, info, vectors, start in parts:
+        count = int(index.ntotal)
+        if count == 0:
+            continue
+        d, i = search(index, info, vectors, queries, min(k, count))
+        scores.append(d)
+        rows.append(np.where(i >= 0, i + int(start), -1))
+    if not scores:
+        return (np.full((len(queries), k), -np.inf, np.float32),
+                np.full((len(queries), k), -1, np.int64))
+    return merge_topk(scores, rows, k)
+
+
 def apply_params(index, info: dict) -> None:
     """Restore search-time parameters (efSearch / nprobe) recorded in ``info``."""
     params = info.get("params", {})
     if info.get("type") == "hnsw" and "efSearch" in params:
         index.hnsw.efSearch = int(params["efSearch"])
-    elif info.get("type") in ("ivf", "ivfpq") and "nprobe" in params:
-        index.nprobe = int(params["nprobe"])
+    elif info.get("type") in IVF_TYPES and "nprobe" in params:
+        ivf_of(index).nprobe = int(params["nprobe"])
 
 
 def write_index(index, path) -> None:
@@ -364,9 +439,17 @@ def knn_graph(
     block: int = 16_384,
     progress: Callable[[int, int], None] | None = None,
     info: dict | None = None,
+    *,
+    search_fn: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
+    offset: int = 0,
+    ntotal: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each vector's k nearest other vectors via ``index`` (which holds ``vectors``), through
     :func:`search` when ``info`` (the manifest entry) is given, so IVF-PQ re-ranks.
+
+    ``search_fn(queries, k) -> (scores, global rows)`` replaces the index (e.g. the merged
+    search of a sharded library, :func:`search_shards`, over ``ntotal`` vectors in all);
+    ``vectors`` are then the rows ``offset ..`` of that space whose neighbours are wanted.
 
     Returns (rows int32 [n, k+1], scores float32 [n, k+1]): column 0 is the vector itself
     (score = its self inner product); missing neighbours are -1 (score NaN).
@@ -374,14 +457,16 @@ def knn_graph(
     n = len(vectors)
     rows = np.full((n, k + 1), -1, dtype=np.int32)
     scores = np.full((n, k + 1), np.nan, dtype=np.float32)
-    kk = min(k + 1, n)
+    kk = min(k + 1, n if ntotal is None else int(ntotal))
     for start in range(0, n, block):
         q = np.ascontiguousarray(vectors[start : start + block], dtype=np.float32)
-        if info is not None:
+        if search_fn is not None:
+            d, i = search_fn(q, kk)
+        elif info is not None:
             d, i = search(index, info, vectors, q, kk)
         else:
             d, i = index.search(q, kk)
-        me = np.arange(start, start + len(q))[:, None]
+        me = np.arange(offset + start, offset + start + len(q))[:, None]
         drop = (i == me) | (i < 0)
         order = np.argsort(drop, axis=1, kind="stable")[:, :k]
         nb = np.take_along_axis(i, order, axis=1)

@@ -51,13 +51,16 @@ from mmsa.library.layout import (
     HYPER,
     INDEX,
     MANIFEST,
+    MAX_SHARDS,
     METADATA,
+    SHARD_FILES,
     STREAMS,
     check_name,
     indexes_root,
     library_path,
     lock_path,
     refuse_symlink,
+    shard_name,
     work_folder,
     work_folders,
     write_json,
@@ -558,6 +561,127 @@ def _finish(folder: Path, manifest: dict, *, dim: int, index: str, approx_thresh
     return manifest
 
 
+def _file_entry(path: Path, dtype=None, shape=None) -> dict:
+    """A manifest ``files`` entry of ``path`` (fsynced first): size, sha256 (and dtype and
+    shape for a raw array, whose size is checked against them)."""
+    _fsync(path)
+    entry = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+    if dtype is not None:
+        entry = {"dtype": np.dtype(dtype).str, "shape": list(shape), **entry}
+        expect = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if entry["size"] != expect:  # our own bug, never a user's
+            raise LibraryError(f"internal error: {path.name} has {entry['size']} bytes, "
+                               f"expected {expect}")
+    return entry
+
+
+def shards_summary(shards: list[dict], requested: str, threshold: int) -> dict:
+    """The top-level ``index`` entry of a sharded library: type "sharded", the shards' index
+    types, the lowest shard recall, their RAM per molecule weighted by count."""
+    n = sum(s["count"] for s in shards)
+    infos = [s["index"] for s in shards]
+    return {
+        "type": "sharded",
+        "params": {"shards": len(shards),
+                   "types": sorted({str(i.get("type")) for i in infos})},
+        "requested": requested,
+        "threshold": threshold,
+        "recall_at_10": min(float(i.get("recall_at_10", 1.0)) for i in infos),
+        "recall_sample": int(sum(int(i.get("recall_sample", 0)) for i in infos)),
+        "build_seconds": round(sum(float(i.get("build_seconds", 0.0)) for i in infos), 3),
+        "ram_bytes_per_molecule": round(sum(float(i.get("ram_bytes_per_molecule", 0.0))
+                                            * s["count"] for i, s in zip(infos, shards))
+                                        / max(n, 1), 2),
+    }
+
+
+def _finish_shard(folder: Path, manifest: dict, *, dim: int, index: str, approx_threshold: int,
+                  hyperedge_k: int, seed: int, kept: dict) -> dict:
+    """Finish a shard add: the new molecules' vectors (``folder/vectors.f32``, only theirs)
+    become ``shard-NNNN/`` with their own index; the earlier shards (hard-linked, ``kept``
+    their manifest entries) are not touched; the new rows' hyperedges come from the merged
+    search over every shard and are appended to the earlier rows' (which are kept)."""
+    from mmsa.library import ann
+
+    n = manifest["count"]
+    shards = manifest["shards"]
+    if len(shards) >= MAX_SHARDS:
+        raise LibraryError(f"library {manifest['name']!r} has {len(shards)} shards, the most "
+                           f"a library may have; rebuild it from its sources")
+    start = shards[-1]["start"] + shards[-1]["count"]
+    n_new = n - start
+    sname = shard_name(len(shards))
+    (folder / sname).mkdir()
+    os.replace(folder / "vectors.f32", folder / sname / "vectors.f32")
+    vectors = np.memmap(folder / sname / "vectors.f32", dtype=np.float32, mode="r",
+                        shape=(n_new, dim))
+    log.info("building the %s index of %s over %d vectors", index, sname, n_new)
+    idx, info = ann.build_index(vectors, index, approx_threshold=approx_threshold, seed=seed)
+    info["threshold"] = approx_threshold
+    info["requested"] = index
+    ann.write_index(idx, folder / sname / INDEX)
+    log.info("%s index: %s", sname, info)
+    _fault("index-written")
+    parts = []
+    for s in shards:
+        old_vec = np.memmap(folder / s["name"] / "vectors.f32", dtype=np.float32, mode="r",
+                            shape=(s["count"], dim))
+        parts.append((ann.read_index(folder / s["name"] / INDEX, s["index"]), s["index"],
+                      old_vec, s["start"]))
+    parts.append((idx, info, vectors, start))
+    shards.append({"name": sname, "start": start, "count": n_new, "index": info})
+    k = max(1, int(hyperedge_k))
+    t0 = time.perf_counter()
+    rows, scores = ann.knn_graph(None, vectors, k, offset=start, ntotal=n,
+                                 search_fn=lambda q, kk: ann.search_shards(parts, q, kk))
+    with open(folder / "hyperedges.i32", "ab") as fh:
+        fh.write(rows.tobytes())
+    with open(folder / "hyperedge_scores.f32", "ab") as fh:
+        fh.write(scores.tobytes())
+    parts.clear()
+    del idx, vectors
+    manifest["index"] = shards_summary(shards, index, approx_threshold)
+    manifest["hyperedges"] = {
+        "k": k, "method": "kNN over every shard's index, per-shard top-k merged; the rows "
+        "of earlier shards keep the hyperedges computed when they were added",
+        "seconds": round(time.perf_counter() - t0, 3)}
+    t = manifest["slots"]["top"]
+    shapes = {"slot_ids.i32": [n, t], "slot_weights.f32": [n, t], "morgan.u8": [n, 256],
+              "pattern.u8": [n, 256], "hyperedges.i32": [n, k + 1],
+              "hyperedge_scores.f32": [n, k + 1]}
+    files = {fname: _file_entry(folder / fname, ARRAYS[fname], shape)
+             for fname, shape in shapes.items()}
+    for fname in (METADATA, FAILURES):
+        files[fname] = _file_entry(folder / fname)
+    files.update(kept)  # the earlier shards' files: the same inodes, already verified
+    files[f"{sname}/vectors.f32"] = _file_entry(folder / sname / "vectors.f32", np.float32,
+                                                [n_new, dim])
+    files[f"{sname}/{INDEX}"] = _file_entry(folder / sname / INDEX)
+    _fsync_dir(folder / sname)
+    manifest["files"] = files
+    write_json(folder / MANIFEST, manifest)
+    _fault("manifest-written")
+    return manifest
+
+
+def _link_or_copy(snap, fname: str, dst: Path) -> None:
+    """Hard-link file ``fname`` of the verified snapshot ``snap`` at ``dst``, so a shard add
+    writes no byte of an earlier shard (linked by its path, with the build lock held, then
+    checked to be the very inode the snapshot opened); a copy of the snapshot's file where
+    the filesystem refuses links."""
+    try:
+        os.link(snap.path / fname, dst, follow_symlinks=False)
+        a, b = os.stat(dst), os.fstat(snap.fds[fname])
+        if (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev):
+            return
+        dst.unlink()
+        log.info("%s changed under the snapshot; copying the verified version", fname)
+    except OSError as exc:
+        dst.unlink(missing_ok=True)
+        log.info("cannot hard-link %s (%s); copying it", fname, exc.strerror or exc)
+    shutil.copyfile(snap.file_path(fname), dst)
+
+
 def _source_entry(source: Path, smiles_col, id_col, n_ok, n_failed, rows_read, seconds) -> dict:
     st = source.stat()
     return {"path": str(source), "size": st.st_size, "sha256": sha256_file(source),
@@ -585,8 +709,8 @@ def _os_error(exc: OSError, name: str) -> LibraryError:
 def _run_into(root: Path, name: str, make_tmp: Callable[[Path], dict], source: Path, *,
               encoder, smiles_col, id_col, index: str, approx_threshold: int, hyperedge_k: int,
               chunk_size: int, n_jobs: int, progress: Progress | None, seed: int,
-              expect_existing: dict | None = None, engine: Engine = Engine()
-              ) -> BuildReport:
+              expect_existing: dict | None = None, engine: Engine = Engine(),
+              shard_add: dict | None = None) -> BuildReport:
     """Common body of build and append: prepare a temp folder with ``make_tmp`` (returns the
     starting manifest), ingest ``source``, finish, swap in."""
     from mmsa.library import ann
@@ -611,7 +735,7 @@ def _run_into(root: Path, name: str, make_tmp: Callable[[Path], dict], source: P
                     tmp, make_tmp, source, name=name, encoder=encoder, smiles_col=smiles_col,
                     id_col=id_col, index=index, approx_threshold=approx_threshold,
                     hyperedge_k=hyperedge_k, chunk_size=chunk_size, n_jobs=n_jobs,
-                    progress=progress, seed=seed, engine=engine)
+                    progress=progress, seed=seed, engine=engine, shard_add=shard_add)
                 _swap_in(tmp, final, name)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -628,7 +752,7 @@ def _run_into(root: Path, name: str, make_tmp: Callable[[Path], dict], source: P
 
 def _fill(tmp: Path, make_tmp, source: Path, *, name, encoder, smiles_col, id_col, index,
           approx_threshold, hyperedge_k, chunk_size, n_jobs, progress, seed,
-          engine: Engine) -> tuple[dict, int, list[Failure]]:
+          engine: Engine, shard_add: dict | None = None) -> tuple[dict, int, list[Failure]]:
     """Write a complete library version into ``tmp``: (manifest, n_ok, failures)."""
     from mmsa.chem.fingerprints import PATTERN_PACKING
     from mmsa.library.embed import SLOT_TOP
@@ -697,8 +821,14 @@ def _fill(tmp: Path, make_tmp, source: Path, *, name, encoder, smiles_col, id_co
         source, smiles_col, id_col, n_ok, len(failures), rows_read, time.perf_counter() - ts),
         engine=engine.describe(n_jobs)))
     manifest["updated"] = _now()
-    manifest = _finish(tmp, manifest, dim=dim, index=index, approx_threshold=approx_threshold,
-                       hyperedge_k=hyperedge_k, seed=seed)
+    if shard_add is not None:
+        manifest = _finish_shard(tmp, manifest, dim=dim, index=index,
+                                 approx_threshold=approx_threshold, hyperedge_k=hyperedge_k,
+                                 seed=seed, kept=shard_add["kept"])
+    else:
+        manifest = _finish(tmp, manifest, dim=dim, index=index,
+                           approx_threshold=approx_threshold, hyperedge_k=hyperedge_k,
+                           seed=seed)
     return manifest, n_ok, failures
 
 
@@ -743,8 +873,9 @@ def build_library(
     :func:`mmsa.library.embed.embed_chunk` (a pure function of the SMILES batch and the
     checkpoint, run in ``n_jobs`` worker processes when ``n_jobs > 1``) and is appended to the
     files on disk, so memory stays bounded. Then the FAISS index (``index``: "auto" | "flat" |
-    "hnsw" | "ivf" | "ivfpq"; "auto" = flat below ``approx_threshold`` vectors, HNSW up to
-    1M, IVF-flat up to 5M, IVF-PQ with exact re-ranking above (:mod:`mmsa.library.ann`),
+    "hnsw" | "ivf" | "ivfpq" | "ivfopq"; "auto" = flat below ``approx_threshold`` vectors,
+    HNSW up to 1M, IVF-flat up to 5M, IVF-PQ with exact re-ranking above; "ivfopq" = IVF-PQ
+    behind an OPQ rotation, re-ranked the same way (:mod:`mmsa.library.ann`),
     with recall@10 >= 0.95 measured on a sample and recorded) and the kNN hyperedges
     (``hyperedge_k`` neighbours) are built.
 
@@ -802,6 +933,7 @@ def add_to_library(
     engine: str = "local",
     workers: int | None = None,
     address: str | None = None,
+    shard: bool = False,
 ) -> BuildReport:
     """Append the molecules of ``source`` to library ``name`` (atomically, like a build).
 
@@ -810,6 +942,15 @@ def add_to_library(
     recomputed, and derived caches (``cache/``: motifs, maps) dropped. The current version is
     read through a verified snapshot (every file's sha256 checked before it is copied).
     ``engine``, ``workers``, ``address``: as :func:`build_library`.
+
+    ``shard=True`` (CLI ``--shard``), and every add to a library that is already sharded:
+    the new molecules' vectors and a FAISS index of their own (the library's requested
+    index type, recall measured on the new shard) are written as a new ``shard-NNNN/``;
+    the earlier shards' files are hard-linked into the new version unchanged (an unsharded
+    library's vectors.f32 and index.faiss become shard-0000), so no vector is re-read and no
+    index retrained. The library-wide per-molecule files (metadata, fingerprints, slots,
+    hyperedges) are copied and extended as in a plain add; the new rows' hyperedges are
+    their k nearest neighbours over every shard, the earlier rows' are kept.
     """
     from mmsa.library.library import open_library
 
@@ -835,14 +976,50 @@ def add_to_library(
             m.pop(key, None)
         return m
 
-    idx_kind = old.get("index", {}).get("requested", old.get("index", {}).get("type", "auto"))
-    threshold = int(old.get("index", {}).get("threshold", APPROX_THRESHOLD))
+    shard_add = None
+    if shard or old.get("shards"):
+        shard_add = {"kept": {}}
+
+        def make_tmp(tmp: Path) -> dict:  # noqa: F811 - the shard add's version
+            snap = current._snap
+            wide = [f for f in (*STREAMS, *HYPER) if f not in SHARD_FILES]
+            for fname in (*wide, FAILURES):
+                shutil.copyfile(snap.file_path(fname), tmp / fname)
+                if fname in ARRAYS and (tmp / fname).stat().st_size != \
+                        old["files"][fname]["size"]:
+                    raise LibraryError(f"library {name!r} changed while appending ({fname})")
+            shutil.copyfile(snap.file_path(METADATA), tmp / _EXISTING_META)
+            shards = json.loads(json.dumps(old.get("shards") or [
+                {"name": shard_name(0), "start": 0, "count": n0, "index": old["index"]}]))
+            for s in shards:
+                (tmp / s["name"]).mkdir()
+                for fname in SHARD_FILES:
+                    key = f"{s['name']}/{fname}" if old.get("shards") else fname
+                    _link_or_copy(snap, key, tmp / s["name"] / fname)
+                    if (tmp / s["name"] / fname).stat().st_size != old["files"][key]["size"]:
+                        raise LibraryError(f"library {name!r} changed while appending ({key})")
+                    shard_add["kept"][f"{s['name']}/{fname}"] = old["files"][key]
+            m = json.loads(json.dumps(old))
+            for key in ("files", "index", "hyperedges"):
+                m.pop(key, None)
+            m["shards"] = shards
+            return m
+
+    info0 = old.get("index", {})
+    if old.get("shards"):
+        info0 = old["shards"][-1]["index"]
+    idx_kind = info0.get("requested", info0.get("type", "auto"))
+    if idx_kind not in ("auto", "flat", "hnsw", "ivf", "ivfpq", "ivfopq"):
+        idx_kind = "auto"
+    threshold = int(info0.get("threshold", APPROX_THRESHOLD))
     k = int(old.get("hyperedges", {}).get("k", 8))
-    log.info("appending %s to %r (%d molecules, dim %d)", src, name, n0, dim)
+    log.info("appending %s to %r (%d molecules, dim %d%s)", src, name, n0, dim,
+             ", as a new shard" if shard_add is not None else "")
     return _run_into(base, name, make_tmp, src, encoder=encoder, smiles_col=smiles_col,
                      id_col=id_col, index=idx_kind, approx_threshold=threshold,
                      hyperedge_k=k, chunk_size=chunk_size, n_jobs=n_jobs,
-                     progress=progress, seed=seed, expect_existing=old, engine=eng)
+                     progress=progress, seed=seed, expect_existing=old, engine=eng,
+                     shard_add=shard_add)
 
 
 def delete_library(name: str, root: str | os.PathLike | None = None) -> None:

@@ -37,6 +37,33 @@ HYPER = {"hyperedges.i32": np.int32, "hyperedge_scores.f32": np.float32}
 ARRAYS = {**STREAMS, **HYPER}
 #: every file a manifest lists (and nothing else)
 FILES = (*ARRAYS, METADATA, FAILURES, INDEX)
+#: a sharded library keeps each shard's vectors and FAISS index in ``shard-NNNN/``; the
+#: per-molecule files above (all but these two) stay library-wide
+SHARD_FILES = ("vectors.f32", INDEX)
+SHARD_RE = re.compile(r"^shard-[0-9]{4}$")
+#: shards a library may have (shard-0000 .. shard-9999)
+MAX_SHARDS = 10_000
+
+
+def shard_name(i: int) -> str:
+    """Folder of the ``i``-th shard (0-based): ``shard-0000``."""
+    return f"shard-{i:04d}"
+
+
+def library_files(shards: list[str] | None = None) -> tuple[str, ...]:
+    """The exact set of files a manifest lists: :data:`FILES` for an unsharded library; for
+    a sharded one the library-wide files and ``shard-NNNN/vectors.f32``,
+    ``shard-NNNN/index.faiss`` of each shard."""
+    if not shards:
+        return FILES
+    wide = tuple(f for f in FILES if f not in SHARD_FILES)
+    return (*wide, *(f"{s}/{f}" for s in shards for f in SHARD_FILES))
+
+
+def array_dtype(fname: str):
+    """dtype of raw array file ``fname`` (a shard's ``shard-NNNN/vectors.f32`` included), or
+    None when it is not a raw array."""
+    return ARRAYS.get(fname.rsplit("/", 1)[-1])
 
 
 def check_name(name: str) -> str:

@@ -29,17 +29,19 @@ import pandas as pd
 
 from mmsa.hashing import sha256_file
 from mmsa.library.layout import (
-    ARRAYS,
     CACHE,
     FAILURES,
-    FILES,
     FORMAT,
     FORMAT_VERSION,
     INDEX,
     MANIFEST,
+    MAX_SHARDS,
     METADATA,
     NAME_RE,
+    SHARD_RE,
+    array_dtype,
     indexes_root,
+    library_files,
     library_path,
     refuse_symlink,
 )
@@ -126,12 +128,15 @@ def validate_manifest(m, name: str) -> dict:
         raise _bad(name, "columns", m.get("columns"))
     if not all(isinstance(s, dict) for s in m.get("sources", [])):
         raise _bad(name, "sources", m.get("sources"))
+    shards = _validate_shards(m, name, n)
+    rows_of = {f"{s['name']}/vectors.f32": s["count"] for s in shards}
+    expected = library_files([s["name"] for s in shards])
     files = m["files"]
-    unknown = sorted(set(files) - set(FILES))
+    unknown = sorted(set(files) - set(expected))
     if unknown:
         raise LibraryError(f"library {name!r}: the manifest lists {unknown[0]!r}, which is not "
-                           f"a library file (files must be {', '.join(FILES)}); rebuild it")
-    missing = sorted(set(FILES) - set(files))
+                           f"a library file (files must be {', '.join(expected)}); rebuild it")
+    missing = sorted(set(expected) - set(files))
     if missing:
         raise LibraryError(f"library {name!r}: manifest lists no {missing}; rebuild it")
     for fname, entry in files.items():
@@ -140,23 +145,59 @@ def validate_manifest(m, name: str) -> dict:
         _count(entry.get("size"), name, f"files[{fname!r}].size")
         if not isinstance(entry.get("sha256"), str):
             raise _bad(name, f"files[{fname!r}].sha256", entry.get("sha256"))
-        if fname in ARRAYS:
-            if entry.get("dtype") != np.dtype(ARRAYS[fname]).str:
+        dtype = array_dtype(fname)
+        if dtype is not None:
+            if entry.get("dtype") != np.dtype(dtype).str:
                 raise _bad(name, f"files[{fname!r}].dtype", entry.get("dtype"))
             shape = entry.get("shape")
             if (not isinstance(shape, list) or len(shape) != 2
                     or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
                            for s in shape)):
                 raise _bad(name, f"files[{fname!r}].shape", shape)
-            if shape[0] != n:
-                raise LibraryError(f"library {name!r}: {fname} has {shape[0]} rows, the "
-                                   f"manifest count is {n}")
-            if entry["size"] != shape[0] * shape[1] * np.dtype(ARRAYS[fname]).itemsize:
+            want = rows_of.get(fname, n)
+            if shape[0] != want:
+                what = "the shard's count" if fname in rows_of else "the manifest count"
+                raise LibraryError(f"library {name!r}: {fname} has {shape[0]} rows, "
+                                   f"{what} is {want}")
+            if entry["size"] != shape[0] * shape[1] * np.dtype(dtype).itemsize:
                 raise LibraryError(f"library {name!r}: {fname} size does not match its shape")
-    if files["vectors.f32"]["shape"][1] != dim:
-        raise LibraryError(f"library {name!r}: vectors have width "
-                           f"{files['vectors.f32']['shape'][1]}, the manifest says {dim}")
+    for fname in [f for f in files if f.rsplit("/", 1)[-1] == "vectors.f32"]:
+        if files[fname]["shape"][1] != dim:
+            raise LibraryError(f"library {name!r}: {fname} has width "
+                               f"{files[fname]['shape'][1]}, the manifest says {dim}")
     return m
+
+
+def _validate_shards(m: dict, name: str, n: int) -> list[dict]:
+    """The manifest's ``shards`` list checked (names shard-NNNN, unique; starts contiguous
+    from 0; counts summing to ``count``; an index entry each); [] for an unsharded library."""
+    shards = m.get("shards")
+    if shards is None:
+        return []
+    if not isinstance(shards, list) or not 1 <= len(shards) <= MAX_SHARDS:
+        raise _bad(name, "shards", shards)
+    start = 0
+    seen = set()
+    for j, s in enumerate(shards):
+        if not isinstance(s, dict):
+            raise _bad(name, f"shards[{j}]", s)
+        sname = s.get("name")
+        if not isinstance(sname, str) or not SHARD_RE.match(sname) or sname in seen:
+            raise _bad(name, f"shards[{j}].name", sname)
+        seen.add(sname)
+        count = _count(s.get("count"), name, f"shards[{j}].count")
+        if _count(s.get("start"), name, f"shards[{j}].start") != start:
+            raise LibraryError(f"library {name!r}: shard {sname} starts at row "
+                               f"{s.get('start')}, the shards before it end at {start}")
+        start += count
+        info = s.get("index")
+        if (not isinstance(info, dict) or not isinstance(info.get("type"), str)
+                or not isinstance(info.get("params", {}), dict)):
+            raise _bad(name, f"shards[{j}].index", info)
+    if start != n:
+        raise LibraryError(f"library {name!r}: its shards hold {start} molecules, the "
+                           f"manifest count is {n}")
+    return shards
 
 
 # ---------------------------------------------------------------------------- the snapshot
@@ -262,6 +303,17 @@ def _load(path: Path, name: str, verify: str) -> _Snapshot:
             raise LibraryError(f"library {name!r}: cannot read {path / MANIFEST}: {exc}") \
                 from None
         snap.manifest = validate_manifest(manifest, name)
+        for shard in manifest.get("shards", []):
+            import stat
+
+            try:
+                st = os.stat(shard["name"], dir_fd=snap.dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise LibraryError(f"library {name!r} is damaged: shard folder "
+                                   f"{shard['name']} is missing; {_rebuild_hint(name)}") from None
+            if not stat.S_ISDIR(st.st_mode):
+                raise LibraryError(f"library {name!r}: {shard['name']} is not a folder (shard "
+                                   f"folders may not be symbolic links); {_rebuild_hint(name)}")
         total = 0
         for fname, entry in manifest["files"].items():
             fd = snap.open_file(fname, _rebuild_hint(name))
@@ -462,8 +514,25 @@ class Library:
         return arr
 
     @property
+    def shards(self) -> list[dict]:
+        """The manifest's shard entries (name, start, count, index); [] when unsharded."""
+        return list(self.manifest.get("shards", []))
+
+    @property
     def vectors(self) -> np.ndarray:
-        return self._array("vectors.f32")
+        """float32 [n, dim]: the memmap of vectors.f32, or for a sharded library a
+        :class:`mmsa.library.shards.ShardedVectors` view over the shards' memmaps (rows,
+        slices and row arrays read through it; ``np.asarray`` concatenates, a copy)."""
+        if not self.shards:
+            return self._array("vectors.f32")
+        arr = self._arrays.get("vectors.f32")
+        if arr is None:
+            from mmsa.library.shards import ShardedVectors
+
+            arr = ShardedVectors([self._array(f"{s['name']}/vectors.f32") for s in self.shards],
+                                 self.dim)
+            self._arrays["vectors.f32"] = arr
+        return arr
 
     @property
     def slot_topk(self) -> tuple[np.ndarray, np.ndarray]:
@@ -581,7 +650,31 @@ class Library:
         return self._encoder
 
     @property
+    def shard_parts(self) -> list[tuple]:
+        """Per shard (index, index info, vectors memmap, first global row), indexes loaded
+        once and checked (sha256, vector count); what :func:`mmsa.library.ann.search_shards`
+        searches."""
+        if self._index is None:
+            from mmsa.library import ann
+
+            parts = []
+            for s in self.shards:
+                fname = f"{s['name']}/{INDEX}"
+                self._snap.verify(fname)
+                index = ann.read_index(self._snap.file_path(fname), s["index"])
+                if index.ntotal != s["count"]:
+                    raise LibraryError(f"library {self.name!r}: {fname} holds {index.ntotal} "
+                                       f"vectors, the manifest says {s['count']}; rebuild it")
+                parts.append((index, s["index"], self._array(f"{s['name']}/vectors.f32"),
+                              int(s["start"])))
+            self._index = parts
+        return self._index
+
+    @property
     def index(self):
+        if self.shards:
+            raise LibraryError(f"library {self.name!r} is sharded: it has one index per "
+                               f"shard (Library.shard_parts), not one index")
         if self._index is None:
             from mmsa.library import ann
 

@@ -49,21 +49,30 @@ def search_vectors(lib, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, n
         return np.zeros((len(q), k), np.float32), np.full((len(q), k), -1, np.int64)
     from mmsa.library import ann
 
-    index, info = lib.index, lib.manifest["index"]
     kk = min(k, len(lib))
-    # IVF-PQ re-ranks its candidates from the memory-mapped vectors (ann.search)
-    vectors = lib.vectors if info.get("type") == "ivfpq" else None
+    if lib.shards:  # each shard's index, the per-shard top-k merged
+        parts = lib.shard_parts
+
+        def run():
+            return ann.search_shards(parts, q, kk)
+    else:
+        index, info = lib.index, lib.manifest["index"]
+        # IVF-PQ / IVF-OPQ re-rank their candidates from the memory-mapped vectors
+        vectors = lib.vectors if info.get("type") in ann.RERANKED else None
+
+        def run():
+            return ann.search(index, info, vectors, q, kk)
     if len(q) <= 8:  # a few queries: OpenMP threads only add synchronisation
         import faiss
 
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)
         try:
-            d, i = ann.search(index, info, vectors, q, kk)
+            d, i = run()
         finally:
             faiss.omp_set_num_threads(threads)
     else:
-        d, i = ann.search(index, info, vectors, q, kk)
+        d, i = run()
     if kk < k:
         d = np.concatenate([d, np.full((len(q), k - kk), -np.inf, d.dtype)], axis=1)
         i = np.concatenate([i, np.full((len(q), k - kk), -1, i.dtype)], axis=1)
