@@ -18,7 +18,7 @@ if str(APP_DIR) not in sys.path:  # `explorer` (page logic) lives beside this fi
 import streamlit as st  # noqa: E402
 
 # Offline: no ":material/...:" icons (Streamlit turns a material page icon into a favicon URL
-# on fonts.gstatic.com), so pages have no icons and the favicon is an emoji (drawn by the
+# on an external font host), so pages have no icons and the favicon is an emoji (drawn by the
 # browser); .streamlit/config.toml turns off usage statistics and the external-IP lookup.
 ICON = "\U0001F9EC"  # DNA: an emoji favicon is drawn by the browser, no request
 st.set_page_config(page_title="MMSA Explorer", page_icon=ICON, layout="wide")

@@ -224,19 +224,27 @@ def _cache_dir(library) -> Path:
     return Path(path)
 
 
+def _read_cache(meta_path: Path, array_path: Path, what: str) -> tuple[dict, np.ndarray] | None:
+    """``(meta, array)`` of a cache entry (JSON + .npy, no pickle); None when either file is
+    missing or unreadable (logged: the caller recomputes)."""
+    if not (meta_path.is_file() and array_path.is_file()):
+        return None
+    try:
+        return json.loads(meta_path.read_text()), np.load(array_path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s cache %s: %s", what, array_path, exc)
+        return None
+
+
 def load_map(library, params: MapParams | None = None) -> np.ndarray | None:
     """The cached coordinates of ``library`` if they match its vectors and ``params``, else None."""
     params = params or MapParams()
     folder = _cache_dir(library)
     meta_path, coords_path = folder / MAP_META, folder / MAP_FILE
-    if not (meta_path.is_file() and coords_path.is_file()):
+    cached = _read_cache(meta_path, coords_path, "map")
+    if cached is None:
         return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        coords = np.load(coords_path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable map cache in %s: %s", folder, exc)
-        return None
+    meta, coords = cached
     vectors = library.vectors
     if (
         meta.get("format") != FORMAT
@@ -323,14 +331,10 @@ def load_clusters(library, n_clusters: int = N_CLUSTERS, seed: int = 42) -> np.n
     vectors = library.vectors
     n_clusters = max(1, min(n_clusters, len(vectors)))
     path, meta_path = _clusters_paths(library, n_clusters)
-    if not (path.is_file() and meta_path.is_file()):
+    cached = _read_cache(meta_path, path, "cluster")
+    if cached is None:
         return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        labels = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable cluster cache %s: %s", path, exc)
-        return None
+    meta, labels = cached
     if (meta.get("fingerprint") != vectors_fingerprint(vectors) or meta.get("seed") != seed
             or labels.shape != (len(vectors),)):
         log.info("cluster cache %s is stale; recomputing", path)
