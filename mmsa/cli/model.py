@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--max-minutes", type=float, help="stop after this much training time")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", metavar="CKPT",
+                   help="start from these weights (fine-tune with another objective; same "
+                        "architecture, fresh optimizer and schedule)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--n-jobs", type=int, default=2, help="featurisation processes")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -96,7 +99,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
                                 checkpoint_every=args.checkpoint_every, resume=args.resume,
                                 device=args.device, progress=True, features=packed,
                                 max_minutes=args.max_minutes, threads=args.threads,
-                                analogue_fraction=args.analogue_fraction)
+                                analogue_fraction=args.analogue_fraction, init=args.init)
         return _finish_pretrain(args, result)
     if args.input:
         from mmsa.chem.io import read_library
@@ -114,7 +117,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
                             batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                             n_jobs=args.n_jobs, checkpoint_every=args.checkpoint_every,
                             resume=args.resume, device=args.device, progress=True,
-                            max_minutes=args.max_minutes, threads=args.threads)
+                            max_minutes=args.max_minutes, threads=args.threads,
+                            init=args.init)
     return _finish_pretrain(args, result)
 
 

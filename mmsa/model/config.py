@@ -67,6 +67,7 @@ class MMSAConfig:
     vic_cov: float = 0.04
     sim_tau: float = 0.1
     sim_tau_target: float = 0.05
+    sim_queue: int = 0  # earlier batches' vectors + fingerprints in the distillation (0 = in-batch)
     hyper_source: str = "embedding"  # hyperedges from "embedding" kNN or "tanimoto" kNN
     graph_featurizer: dict = field(default_factory=dict)
     image_featurizer: dict = field(default_factory=dict)

@@ -15,7 +15,9 @@ from mmsa.model.batch import MMSABatch, augment_graph
 from mmsa.model.config import MMSAConfig
 from mmsa.nn.chemistry import (
     ChemistryDecoder,
+    NeighbourQueue,
     similarity_distillation,
+    tanimoto_cross,
     tanimoto_kernel,
     vicreg_regulariser,
 )
@@ -61,6 +63,8 @@ class MMSA(nn.Module):
         self.memory = MemoryBank(c.num_slots, c.dim, c.memory_tau) if c.use_memory else None
         self.chemistry = (ChemistryDecoder(c.dim, c.ae_hidden, c.target_bits, c.n_descriptors)
                           if c.target_bits > 0 and c.n_descriptors > 0 else None)
+        self.sim_queue = (NeighbourQueue(c.sim_queue, c.dim, c.target_bits)
+                          if c.sim_queue > 0 and c.target_bits > 0 else None)
 
     @property
     def num_slots(self) -> int:
@@ -129,7 +133,10 @@ class MMSA(nn.Module):
         contrast: symmetric InfoNCE between every pair of modalities (graph vs augmented graph
         when image and geometry are both off); hyper: InfoNCE between the graph code and the
         hypergraph-refined fused code; mem_align: 1 - cos(embedding, memory readout);
-        mem_assign: cross-entropy to Sinkhorn-balanced anchor assignments (anti-collapse).
+        mem_assign: cross-entropy to Sinkhorn-balanced anchor assignments (anti-collapse);
+        fp/desc: chemistry decoding; sim: Tanimoto neighbour distillation on the fast-path
+        vector (over the batch and, with ``sim_queue``, earlier batches: in training mode each
+        call then pushes this batch into the queue); vic: VICReg on the graph code.
         With a memory, ``mem_entropy_marginal``/``mem_entropy_row`` (diagnostics, not in
         ``loss``) give the entropy of the batch's mean anchor assignment and the mean
         per-molecule entropy (nats) of the graph embeddings.
@@ -175,7 +182,15 @@ class MMSA(nn.Module):
             desc = torch.stack([p[1] for p in parts]).mean()
         if kernel is not None and c.w_sim > 0:
             v_g, _ = self._readout(z_g)  # the fast-path vector users search with
-            sim = similarity_distillation(v_g, kernel, c.sim_tau, c.sim_tau_target)
+            v_ref = kernel_ref = None
+            if self.sim_queue is not None:
+                bits = (batch.fp_counts > 0).to(v_g.dtype)
+                v_ref, bits_ref = self.sim_queue.reference()
+                kernel_ref = tanimoto_cross(bits, bits_ref)
+            sim = similarity_distillation(v_g, kernel, c.sim_tau, c.sim_tau_target,
+                                          v_ref, kernel_ref)
+            if self.sim_queue is not None and self.training:
+                self.sim_queue.push(v_g, bits)
         if c.w_vic > 0:
             var, cov = vicreg_regulariser(z_g)
             vic = var + c.vic_cov * cov

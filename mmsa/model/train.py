@@ -65,7 +65,8 @@ def pretrain(config: MMSAConfig, smiles: list[str] | None, out_dir: str | os.Pat
              checkpoint_every: int = 200, resume: bool = False, device: str = "auto",
              progress: bool = False, max_minutes: float | None = None,
              features: PackedFeatures | None = None, cache: bool = True,
-             threads: int | None = 1, analogue_fraction: float = 0.0) -> PretrainResult:
+             threads: int | None = 1, analogue_fraction: float = 0.0,
+             init: str | os.PathLike | None = None) -> PretrainResult:
     """Pre-train MMSA (see module docstring for the files written to ``out_dir``).
 
     Args:
@@ -82,6 +83,9 @@ def pretrain(config: MMSAConfig, smiles: list[str] | None, out_dir: str | os.Pat
         resume: continue from ``out_dir/last.pt`` (same config and data).
         analogue_fraction: share of each batch drawn as pairs of molecules with the same
             Murcko scaffold (needs ``features.scaffold``; 0 = uniform batches).
+        init: start from this checkpoint's weights (fine-tuning with another objective:
+            the architecture must match, the loss weights may differ; a fresh optimizer and
+            schedule). Ignored when ``resume`` finds ``out_dir/last.pt``.
         threads: torch CPU threads while training (restored afterwards; None keeps torch's
             setting). One thread is the default: on a shared 2-core machine two OpenMP threads
             were 3-50x slower per step than one (they wait on each other when descheduled).
@@ -106,7 +110,7 @@ def pretrain(config: MMSAConfig, smiles: list[str] | None, out_dir: str | os.Pat
     try:
         return _train(config, features, out, dev, steps, seed, batch_size, lr, weight_decay,
                       warmup, checkpoint_every, resume, progress, max_minutes,
-                      analogue_fraction)
+                      analogue_fraction, init)
     finally:
         torch.set_num_threads(old_threads)
 
@@ -114,7 +118,8 @@ def pretrain(config: MMSAConfig, smiles: list[str] | None, out_dir: str | os.Pat
 def _train(config: MMSAConfig, features: PackedFeatures, out: Path, dev: torch.device,
            steps: int, seed: int, batch_size: int, lr: float, weight_decay: float, warmup: int,
            checkpoint_every: int, resume: bool, progress: bool,
-           max_minutes: float | None, analogue_fraction: float = 0.0) -> PretrainResult:
+           max_minutes: float | None, analogue_fraction: float = 0.0,
+           init: str | os.PathLike | None = None) -> PretrainResult:
     n = len(features)
     torch.manual_seed(seed)
     model = MMSA(config).to(dev)
@@ -123,19 +128,23 @@ def _train(config: MMSAConfig, features: PackedFeatures, out: Path, dev: torch.d
     last = out / "last.pt"
     if resume and last.is_file():
         ckpt = read_checkpoint(last)
-        if ckpt["hyper_parameters"] != config.to_dict():
+        if MMSAConfig.from_dict(ckpt["hyper_parameters"]).to_dict() != config.to_dict():
             raise InputError(f"cannot resume: {last} was trained with another config")
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["extra"]["optimizer"])
         start_step = int(ckpt["extra"]["step"])
         elapsed0 = float(ckpt["extra"].get("wall_time_s", 0.0))
         log.info("resuming from %s at step %d", last, start_step)
-    elif resume:
-        log.warning("no %s to resume from: starting fresh", last)
+    else:
+        if resume:
+            log.warning("no %s to resume from: starting fresh", last)
+        if init is not None:
+            _load_init(model, init)
     args = {"steps": steps, "seed": seed, "batch_size": batch_size, "lr": lr,
             "weight_decay": weight_decay, "warmup": warmup, "num_molecules": n,
             "device": str(dev), "max_minutes": max_minutes,
             "analogue_fraction": analogue_fraction,
+            "init": str(init) if init is not None else None,
             "torch_threads": torch.get_num_threads()}
     (out / "config.json").write_text(json.dumps({"model": config.to_dict(), "training": args},
                                                 indent=2))
@@ -227,6 +236,24 @@ def _train(config: MMSAConfig, features: PackedFeatures, out: Path, dev: torch.d
     log.info("pre-training done: %d steps, %.0f s, final loss %.4f", step, wall,
              terms.get("loss", float("nan")))
     return PretrainResult(final, out, step, wall, n, terms)
+
+
+_ARCHITECTURE_FREE = {"w_recon", "w_contrast", "w_hyper", "w_mem_align", "w_mem_assign", "w_fp",
+                      "w_desc", "w_sim", "w_vic", "vic_cov", "sim_tau", "sim_tau_target",
+                      "sim_queue", "hyper_source", "aug_node_mask", "aug_edge_drop"}
+
+
+def _load_init(model: MMSA, path: str | os.PathLike) -> None:
+    """Load a checkpoint's weights into ``model`` for fine-tuning: every architecture field
+    of the two configs must agree (only the objective may differ)."""
+    ckpt = read_checkpoint(path)
+    theirs = MMSAConfig.from_dict(ckpt["hyper_parameters"]).to_dict()
+    ours = model.config.to_dict()
+    diff = sorted(k for k in ours if k not in _ARCHITECTURE_FREE and ours[k] != theirs.get(k))
+    if diff:
+        raise InputError(f"cannot start from {path}: its architecture differs in {diff}")
+    model.load_state_dict(ckpt["state_dict"])
+    log.info("starting from the weights of %s", path)
 
 
 def load_training_log(path: str | os.PathLike) -> dict[str, np.ndarray]:

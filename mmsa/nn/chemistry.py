@@ -11,6 +11,8 @@ those losses says which two different molecules should be close. These blocks sa
   distribution of the embedding (softmax of cosines) is matched to that of the Tanimoto kernel
   (softmax of Tanimoto / ``tau_target``) by a KL divergence. This shapes the ranking users see
   when they search, and the graph encoder generalises it beyond exact bit matches.
+  With :class:`NeighbourQueue` the distribution also spans the last few thousand molecules
+  of earlier batches (detached), so each molecule learns its rank among many candidates.
 - :func:`vicreg_regulariser`: VICReg's variance and covariance terms on a batch of codes
   (explicit anti-collapse: every dimension keeps spread, dimensions stay decorrelated).
 """
@@ -61,20 +63,65 @@ def tanimoto_kernel(counts: Tensor) -> Tensor:
 
 
 def similarity_distillation(v: Tensor, kernel: Tensor, tau: float = 0.1,
-                            tau_target: float = 0.05) -> Tensor:
-    """KL(p_kernel || p_embedding) of in-batch neighbour distributions (self excluded).
+                            tau_target: float = 0.05, v_ref: Tensor | None = None,
+                            kernel_ref: Tensor | None = None) -> Tensor:
+    """KL(p_kernel || p_embedding) of neighbour distributions (self excluded).
 
     ``v [B, D]`` normalised embeddings; ``kernel [B, B]`` target similarities (Tanimoto).
-    Row ``i``: ``p = softmax_j(kernel_ij / tau_target)``, ``q = softmax_j(v_i . v_j / tau)``.
+    Row ``i``: ``p = softmax_j(kernel_ij / tau_target)``, ``q = softmax_j(v_i . v_j / tau)``,
+    over the other molecules of the batch and, when given, ``R`` reference molecules
+    (``v_ref [R, D]``, detached, e.g. a queue of earlier batches; ``kernel_ref [B, R]``):
+    ranking thousands of candidates instead of a batch's few is closer to a library search.
     """
     b = v.size(0)
     if b < 3:
         return v.sum() * 0.0
     eye = torch.eye(b, dtype=torch.bool, device=v.device)
     logits = (v @ v.t() / tau).masked_fill(eye, -1e9)
-    target = torch.softmax((kernel / tau_target).masked_fill(eye, -1e9), dim=1)
+    target = (kernel / tau_target).masked_fill(eye, -1e9)
+    if v_ref is not None and kernel_ref is not None and v_ref.size(0) > 0:
+        logits = torch.cat([logits, v @ v_ref.t() / tau], dim=1)
+        target = torch.cat([target, kernel_ref / tau_target], dim=1)
+    target = torch.softmax(target, dim=1)
     logq = torch.log_softmax(logits, dim=1)
     return (target * (target.clamp(min=1e-12).log() - logq)).sum(dim=1).mean()
+
+
+class NeighbourQueue(nn.Module):
+    """First-in-first-out store of the last ``size`` fast-path vectors and fingerprint bits.
+
+    Its buffers are not persistent (not in ``state_dict``): a checkpoint is the same with or
+    without a queue, and a resumed run refills it within ``size / batch`` steps."""
+
+    def __init__(self, size: int, dim: int, n_bits: int):
+        super().__init__()
+        self.size = int(size)
+        self.register_buffer("vectors", torch.zeros(self.size, dim), persistent=False)
+        self.register_buffer("bits", torch.zeros(self.size, n_bits), persistent=False)
+        self.count = 0
+        self.ptr = 0
+
+    def reference(self) -> tuple[Tensor, Tensor]:
+        """``(vectors [n, dim], bits [n, n_bits])`` currently stored (``n <= size``); copies,
+        so a later :meth:`push` cannot change a tensor autograd saved."""
+        return self.vectors[:self.count].clone(), self.bits[:self.count].clone()
+
+    @torch.no_grad()
+    def push(self, v: Tensor, bits: Tensor) -> None:
+        v, bits = v.detach()[-self.size:], bits.detach()[-self.size:]
+        n = v.size(0)
+        idx = (self.ptr + torch.arange(n, device=v.device)) % self.size
+        self.vectors[idx] = v.to(self.vectors.dtype)
+        self.bits[idx] = bits.to(self.bits.dtype)
+        self.ptr = (self.ptr + n) % self.size
+        self.count = min(self.size, self.count + n)
+
+
+def tanimoto_cross(bits_a: Tensor, bits_b: Tensor) -> Tensor:
+    """Binary Tanimoto ``[A, B]`` between two sets of 0/1 bit rows."""
+    inter = bits_a @ bits_b.t()
+    union = bits_a.sum(dim=1).unsqueeze(1) + bits_b.sum(dim=1).unsqueeze(0) - inter
+    return inter / union.clamp(min=1.0)
 
 
 def vicreg_regulariser(z: Tensor, gamma: float = 1.0, eps: float = 1e-4) -> tuple[Tensor, Tensor]:

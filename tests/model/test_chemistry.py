@@ -17,7 +17,13 @@ from mmsa.chem.targets import (
 )
 from mmsa.model.corpus import analogue_batch
 from mmsa.model.packed import pack_features
-from mmsa.nn.chemistry import similarity_distillation, tanimoto_kernel, vicreg_regulariser
+from mmsa.nn.chemistry import (
+    NeighbourQueue,
+    similarity_distillation,
+    tanimoto_cross,
+    tanimoto_kernel,
+    vicreg_regulariser,
+)
 
 DATA = pd.read_csv("tests/data/molecules.csv")
 
@@ -65,6 +71,39 @@ def test_similarity_distillation_prefers_kernel_order():
     assert similarity_distillation(good, kernel) >= 0
 
 
+def test_distillation_with_reference_set_equals_one_big_batch():
+    """The queue term is the in-batch term computed over batch + reference molecules, for the
+    batch's rows: a reference set changes which neighbours each row must rank."""
+    torch.manual_seed(0)
+    bits = (torch.rand(12, 64) < 0.3).float()
+    v = torch.nn.functional.normalize(torch.randn(12, 8), dim=-1)
+    full = tanimoto_kernel(bits)
+    np.testing.assert_allclose(tanimoto_cross(bits, bits).numpy(), full.numpy(), atol=1e-6)
+    # rows 0-4 as the batch, 5-11 as the queue: KL per row equals the full-batch KL rows
+    b = 5
+    split = similarity_distillation(v[:b], full[:b, :b], v_ref=v[b:], kernel_ref=full[:b, b:])
+    eye = torch.eye(12, dtype=torch.bool)
+    logq = torch.log_softmax((v @ v.t() / 0.1).masked_fill(eye, -1e9), dim=1)[:b]
+    p = torch.softmax((full / 0.05).masked_fill(eye, -1e9), dim=1)[:b]
+    ref = (p * (p.clamp(min=1e-12).log() - logq)).sum(dim=1).mean()
+    assert torch.allclose(split, ref, atol=1e-5)
+    # an empty reference set is the in-batch loss
+    empty = similarity_distillation(v[:b], full[:b, :b], v_ref=v[:0], kernel_ref=full[:b, :0])
+    assert torch.allclose(empty, similarity_distillation(v[:b], full[:b, :b]))
+
+
+def test_neighbour_queue_is_fifo_and_not_in_state_dict():
+    q = NeighbourQueue(5, 2, 3)
+    assert q.reference()[0].shape == (0, 2)
+    for i in range(3):  # 3 pushes of 2 rows into 5 slots: the oldest row is overwritten
+        q.push(torch.full((2, 2), float(i)), torch.full((2, 3), float(i)))
+    v, bits = q.reference()
+    assert v.shape == (5, 2) and sorted(v[:, 0].tolist()) == [0.0, 1.0, 1.0, 2.0, 2.0]
+    assert q.state_dict() == {}
+    v[:] = 7.0  # a copy: changing it leaves the queue alone (autograd saves these tensors)
+    assert q.reference()[0].max() == 2.0
+
+
 def test_vicreg_penalises_collapse():
     torch.manual_seed(0)
     spread = torch.nn.functional.normalize(torch.randn(256, 16), dim=-1)
@@ -100,7 +139,9 @@ def test_pretrain_with_chemistry_targets(tmp_path):
     from mmsa.chem.image import ImageFeaturizer
     from mmsa.chem.targets import scaffold_ids
     from mmsa.model import LOSS_TERMS, MMSAConfig, load_checkpoint
+    from mmsa.model.network import MMSA
     from mmsa.model.train import load_training_log, pretrain
+    from mmsa.types import InputError
 
     smiles = DATA["SMILES"].astype(str).tolist()[:64]
     gf, imf = GraphFeaturizer(), ImageFeaturizer(size=32)
@@ -132,3 +173,25 @@ def test_pretrain_with_chemistry_targets(tmp_path):
     assert model.chemistry is not None
     # the loss went down on the same molecules (fp decoding is learnable in a few steps)
     assert log["fp"][-3:].mean() < log["fp"][:3].mean()
+
+    # fine-tuning from these weights with a neighbour queue (another objective, same net)
+    tuned = MMSAConfig.from_dict({**config.to_dict(), "sim_queue": 48, "w_sim": 2.0})
+    res2 = pretrain(tuned, None, tmp_path / "tuned", steps=4, batch_size=24, warmup=1,
+                    features=packed, checkpoint_every=100, analogue_fraction=0.5,
+                    init=res.checkpoint)
+    start = load_checkpoint(res.checkpoint).state_dict()
+    after = load_checkpoint(res2.checkpoint)
+    assert set(after.state_dict()) == set(start)  # the queue is not in the checkpoint
+    assert np.isfinite(load_training_log(tmp_path / "tuned" / "log.csv")["sim"]).all()
+    # the first step started from the given weights: its fp loss is the trained one, far
+    # below a fresh model's
+    assert load_training_log(tmp_path / "tuned" / "log.csv")["fp"][0] < log["fp"][0]
+    model = MMSA(tuned).train()
+    model.losses(packed.batch(np.arange(24)))
+    assert model.sim_queue.count == 24
+    model.eval().losses(packed.batch(np.arange(24)))
+    assert model.sim_queue.count == 24  # evaluation does not fill the queue
+    other = MMSAConfig.from_dict({**config.to_dict(), "graph_hidden": 24})
+    with pytest.raises(InputError, match="graph_hidden"):
+        pretrain(other, None, tmp_path / "bad", steps=1, batch_size=24, features=packed,
+                 init=res.checkpoint)
