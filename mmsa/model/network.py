@@ -17,7 +17,6 @@ from mmsa.nn.chemistry import (
     ChemistryDecoder,
     NeighbourQueue,
     similarity_distillation,
-    tanimoto_cross,
     tanimoto_kernel,
     vicreg_regulariser,
 )
@@ -185,8 +184,7 @@ class MMSA(nn.Module):
             v_ref = kernel_ref = None
             if self.sim_queue is not None:
                 bits = (batch.fp_counts > 0).to(v_g.dtype)
-                v_ref, bits_ref = self.sim_queue.reference()
-                kernel_ref = tanimoto_cross(bits, bits_ref)
+                v_ref, kernel_ref = self.sim_queue.vectors_copy(), self.sim_queue.tanimoto(bits)
             sim = similarity_distillation(v_g, kernel, c.sim_tau, c.sim_tau_target,
                                           v_ref, kernel_ref)
             if self.sim_queue is not None and self.training:

@@ -91,20 +91,29 @@ class NeighbourQueue(nn.Module):
     """First-in-first-out store of the last ``size`` fast-path vectors and fingerprint bits.
 
     Its buffers are not persistent (not in ``state_dict``): a checkpoint is the same with or
-    without a queue, and a resumed run refills it within ``size / batch`` steps."""
+    without a queue, and a resumed run refills it within ``size / batch`` steps. The bits are
+    kept transposed (``[n_bits, size]``) so that the batch-vs-queue Tanimoto is one sparse
+    matrix product (fingerprints are ~5 % on: about 2x faster than a dense one on CPU)."""
 
     def __init__(self, size: int, dim: int, n_bits: int):
         super().__init__()
         self.size = int(size)
         self.register_buffer("vectors", torch.zeros(self.size, dim), persistent=False)
-        self.register_buffer("bits", torch.zeros(self.size, n_bits), persistent=False)
+        self.register_buffer("bits_t", torch.zeros(n_bits, self.size), persistent=False)
+        self.register_buffer("popcount", torch.zeros(self.size), persistent=False)
         self.count = 0
         self.ptr = 0
 
-    def reference(self) -> tuple[Tensor, Tensor]:
-        """``(vectors [n, dim], bits [n, n_bits])`` currently stored (``n <= size``); copies,
-        so a later :meth:`push` cannot change a tensor autograd saved."""
-        return self.vectors[:self.count].clone(), self.bits[:self.count].clone()
+    def vectors_copy(self) -> Tensor:
+        """The ``[n, dim]`` stored vectors (``n <= size``), copied so that a later
+        :meth:`push` cannot change a tensor autograd saved."""
+        return self.vectors[:self.count].clone()
+
+    def tanimoto(self, bits: Tensor) -> Tensor:
+        """Binary Tanimoto ``[B, n]`` of ``bits [B, n_bits]`` (0/1) against the stored rows."""
+        inter = torch.sparse.mm(bits.to_sparse(), self.bits_t)[:, :self.count]
+        union = bits.sum(dim=1, keepdim=True) + self.popcount[:self.count] - inter
+        return inter / union.clamp(min=1.0)
 
     @torch.no_grad()
     def push(self, v: Tensor, bits: Tensor) -> None:
@@ -112,7 +121,8 @@ class NeighbourQueue(nn.Module):
         n = v.size(0)
         idx = (self.ptr + torch.arange(n, device=v.device)) % self.size
         self.vectors[idx] = v.to(self.vectors.dtype)
-        self.bits[idx] = bits.to(self.bits.dtype)
+        self.bits_t[:, idx] = bits.t().to(self.bits_t.dtype)
+        self.popcount[idx] = bits.sum(dim=1).to(self.popcount.dtype)
         self.ptr = (self.ptr + n) % self.size
         self.count = min(self.size, self.count + n)
 

@@ -94,14 +94,25 @@ def test_distillation_with_reference_set_equals_one_big_batch():
 
 def test_neighbour_queue_is_fifo_and_not_in_state_dict():
     q = NeighbourQueue(5, 2, 3)
-    assert q.reference()[0].shape == (0, 2)
+    assert q.vectors_copy().shape == (0, 2) and q.tanimoto(torch.ones(4, 3)).shape == (4, 0)
     for i in range(3):  # 3 pushes of 2 rows into 5 slots: the oldest row is overwritten
-        q.push(torch.full((2, 2), float(i)), torch.full((2, 3), float(i)))
-    v, bits = q.reference()
+        q.push(torch.full((2, 2), float(i)), torch.tensor([[1.0, 0, 0], [1.0, 1.0, 0]]) * (i > 0))
+    v = q.vectors_copy()
     assert v.shape == (5, 2) and sorted(v[:, 0].tolist()) == [0.0, 1.0, 1.0, 2.0, 2.0]
     assert q.state_dict() == {}
     v[:] = 7.0  # a copy: changing it leaves the queue alone (autograd saves these tensors)
-    assert q.reference()[0].max() == 2.0
+    assert q.vectors_copy().max() == 2.0
+
+
+def test_neighbour_queue_tanimoto_matches_dense():
+    torch.manual_seed(1)
+    stored = (torch.rand(40, 64) < 0.1).float()
+    stored[3] = 0  # an empty fingerprint: Tanimoto 0, not NaN
+    q = NeighbourQueue(64, 4, 64)
+    q.push(torch.zeros(40, 4), stored)
+    batch = (torch.rand(7, 64) < 0.1).float()
+    np.testing.assert_allclose(q.tanimoto(batch).numpy(), tanimoto_cross(batch, stored).numpy(),
+                               atol=1e-6)
 
 
 def test_vicreg_penalises_collapse():
