@@ -192,9 +192,10 @@ def fingerprints_packed(mols) -> tuple[np.ndarray, np.ndarray]:
 def embed_chunk_mols(smiles: list[str], encoder, batch_size: int = 1024) -> ChunkResult:
     """:func:`embed_chunk` in fast mode, each SMILES parsed once.
 
-    The molecule :func:`mmsa.chem.standardize.parse_smiles` gives is featurised
-    (``GraphFeaturizer.batch_mols``), collated and embedded in the same batches of
-    ``batch_size`` positions as ``Encoder.embed`` uses, and fingerprinted
+    Block by block of ``batch_size`` positions (the batches ``Encoder.embed`` uses, so the
+    model sees the same batches; only one block's molecules are held at a time), the
+    molecule :func:`mmsa.chem.standardize.parse_smiles` gives is featurised
+    (``GraphFeaturizer.batch_mols``), collated, embedded and fingerprinted
     (:func:`fingerprints_packed`); failures carry the same reasons as the reference path.
     """
     import torch
@@ -205,44 +206,48 @@ def embed_chunk_mols(smiles: list[str], encoder, batch_size: int = 1024) -> Chun
 
     smiles = [str(s) for s in smiles]
     m = len(smiles)
-    mols: list = [None] * m
+    ok = np.zeros(m, dtype=bool)
     failures: list[Failure] = []
-    for i, s in enumerate(smiles):
-        try:
-            mols[i] = parse(s)
-        except InputError as exc:
-            failures.append(Failure(i, s, str(exc)))
-    where = [i for i in range(m) if mols[i] is not None]
-    graphs: list = [None] * m
-    feats = encoder.graph_featurizer.batch_mols([mols[i] for i in where],
-                                                [smiles[i] for i in where])
-    for i, g in zip(where, feats):
-        if g.x.shape[0] == 0:
-            mols[i] = None
-            failures.append(Failure(i, smiles[i], "molecule has no heavy atoms"))
-        else:
-            graphs[i] = g
-    ok = np.fromiter((g is not None for g in graphs), dtype=bool, count=m)
-    vectors = np.full((m, encoder.dim), np.nan, dtype=np.float32)
-    weights = np.full((m, encoder.num_slots), np.nan, dtype=np.float32)
-    for b0 in range(0, m, batch_size):  # the batches of Encoder.embed
-        keep = [i for i in range(b0, min(b0 + batch_size, m)) if ok[i]]
+    vectors, weights, morgan, pattern = [], [], [], []
+    for b0 in range(0, m, max(1, int(batch_size))):
+        mols, where = [], []
+        for i in range(b0, min(b0 + batch_size, m)):
+            try:
+                mols.append(parse(smiles[i]))
+                where.append(i)
+            except InputError as exc:
+                failures.append(Failure(i, smiles[i], str(exc)))
+        feats = encoder.graph_featurizer.batch_mols(mols, [smiles[i] for i in where])
+        keep = []
+        for j, (i, g) in enumerate(zip(where, feats)):
+            if g.x.shape[0] == 0:
+                failures.append(Failure(i, smiles[i], "molecule has no heavy atoms"))
+            else:
+                keep.append(j)
         if not keep:
             continue
-        batch = collate([graphs[i] for i in keep])
+        ok[[where[j] for j in keep]] = True
+        batch = collate([feats[j] for j in keep])
         with torch.inference_mode():
             v, w = encoder.model.embed(batch.to(encoder.device), mode="fast")
-        vectors[keep] = v.float().cpu().numpy()
-        weights[keep] = w.float().cpu().numpy()
-    morgan, pattern = fingerprints_packed([mols[i] for i in range(m) if ok[i]])
-    ids, w = top_slots(weights[ok])
+        vectors.append(v.float().cpu().numpy())
+        weights.append(w.float().cpu().numpy())
+        fp_m, fp_p = fingerprints_packed([mols[j] for j in keep])
+        morgan.append(fp_m)
+        pattern.append(fp_p)
+
+    def stack(parts: list, width: int, dtype) -> np.ndarray:
+        return (np.ascontiguousarray(np.concatenate(parts), dtype=dtype) if parts
+                else np.zeros((0, width), dtype))
+
+    ids, w = top_slots(stack(weights, encoder.num_slots, np.float32))
     failures.sort(key=lambda f: f.row)
     return ChunkResult(
-        vectors=np.ascontiguousarray(vectors[ok]),
+        vectors=stack(vectors, encoder.dim, np.float32),
         slot_ids=ids,
         slot_weights=w,
-        morgan=morgan,
-        pattern=pattern,
+        morgan=stack(morgan, FP_BYTES, np.uint8),
+        pattern=stack(pattern, FP_BYTES, np.uint8),
         ok=ok,
         failures=failures,
     )
