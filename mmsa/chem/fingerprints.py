@@ -22,7 +22,8 @@ from mmsa.types import Failure, InputError
 __all__ = [
     "MORGAN_RADIUS", "MORGAN_BITS", "morgan_fingerprint", "morgan_fingerprints",
     "pattern_fingerprint", "screen_fingerprint", "relaxed_query",
-    "repack_pattern", "PATTERN_PACKING", "pack_bits", "unpack_bits", "popcount", "tanimoto",
+    "repack_pattern", "PATTERN_PACKING", "REVERSE_BITS", "pack_bits", "unpack_bits",
+    "popcount", "tanimoto",
 ]
 
 MORGAN_RADIUS = 2
@@ -75,7 +76,7 @@ def morgan_fingerprints(smiles: Sequence[str], radius: int = MORGAN_RADIUS,
 
 #: bit ``i`` of byte ``b`` reversed: maps RDKit's FPS-text byte order (bit 0 = least
 #: significant bit of byte 0) to :func:`numpy.packbits`' big-endian order, and back
-_REVERSE_BITS = np.array([int(f"{b:08b}"[::-1], 2) for b in range(256)], dtype=np.uint8)
+REVERSE_BITS = np.array([int(f"{b:08b}"[::-1], 2) for b in range(256)], dtype=np.uint8)
 
 #: how pattern fingerprints are packed (recorded in library manifests)
 PATTERN_PACKING = "np.packbits, big-endian"
@@ -94,7 +95,7 @@ def pattern_fingerprint(smiles_or_mol, n_bits: int = MORGAN_BITS) -> np.ndarray:
     _check_bits(n_bits)
     fp = Chem.PatternFingerprint(_mol(smiles_or_mol), fpSize=n_bits)
     # FPS text is 10x cheaper than ConvertToNumpyArray; reverse each byte's bits
-    return _REVERSE_BITS[np.frombuffer(bytes.fromhex(DataStructs.BitVectToFPSText(fp)),
+    return REVERSE_BITS[np.frombuffer(bytes.fromhex(DataStructs.BitVectToFPSText(fp)),
                                        dtype=np.uint8)]
 
 
@@ -104,7 +105,7 @@ def repack_pattern(packed: np.ndarray, packing: str) -> np.ndarray:
     if packing == PATTERN_PACKING:
         return packed
     if packing == PATTERN_PACKING_FPS:
-        return _REVERSE_BITS[np.asarray(packed, dtype=np.uint8)]
+        return REVERSE_BITS[np.asarray(packed, dtype=np.uint8)]
     raise ValueError(f"unknown pattern fingerprint packing {packing!r}")
 
 

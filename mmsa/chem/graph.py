@@ -183,7 +183,7 @@ class GraphFeaturizer:
             ``(results, errors)``: ``results[i]`` for ``smiles[i]`` (``None`` if invalid) and
             ``(i, reason)`` for each invalid one. Each result equals ``self(smiles[i])``.
         """
-        mols, flags, where, errors = [], [], [], []
+        mols, where, errors = [], [], []
         for i, smi in enumerate(smiles):
             try:
                 mols.append(parse_smiles(smi))
@@ -191,14 +191,27 @@ class GraphFeaturizer:
                 errors.append((i, str(exc)))
                 continue
             where.append(i)
-            # Properties that a SMILES can only set with certain characters are read atom by
-            # atom only when such a character occurs (a speed-up; the result is the same).
-            flags.append(("+" in smi or "-" in smi, "@" in smi, "/" in smi or "\\" in smi,
-                          ">" in smi or "<" in smi))
         results: list[GraphFeatures | None] = [None] * len(smiles)
-        for i, feats in zip(where, _assemble(mols, flags)):
+        for i, feats in zip(where, self.batch_mols(mols, [smiles[i] for i in where])):
             results[i] = feats
         return results, errors
+
+    def batch_mols(self, mols: Sequence[Chem.Mol], smiles: Sequence[str] | None = None
+                   ) -> list[GraphFeatures]:
+        """Features of already-parsed molecules, one numpy pass for the batch.
+
+        ``smiles[i]``, when given, is the SMILES ``mols[i]`` was parsed from (with
+        :func:`mmsa.chem.standardize.parse_smiles`): properties a SMILES can only set with
+        certain characters (charges, chirality, bond stereo, dative bonds) are then read atom
+        by atom only where such a character occurs (a speed-up; the result is the same).
+        ``batch_mols([parse_smiles(s)], [s])[0]`` equals ``self(s)``.
+        """
+        if smiles is None:
+            flags = [(True, True, True, True)] * len(mols)
+        else:
+            flags = [("+" in smi or "-" in smi, "@" in smi, "/" in smi or "\\" in smi,
+                      ">" in smi or "<" in smi) for smi in smiles]
+        return _assemble(list(mols), flags) if len(mols) else []
 
 
 def _codes(mol: Chem.Mol, charges: bool, chirality: bool, bond_stereo: bool, dative: bool,

@@ -137,8 +137,11 @@ def standardize_or_reason(smiles: str) -> tuple[str | None, str | None]:
     except InputError:
         return None, smiles_error(smiles) or "invalid SMILES"
     text = smiles.strip()
+    fragments, charges = "." in text, "+" in text or "-" in text
+    if not (fragments or charges):  # nothing to standardise: skip standardize_mol's copy
+        return Chem.MolToSmiles(mol), None
     try:
-        std = standardize_mol(mol, fragments="." in text, charges="+" in text or "-" in text)
+        std = standardize_mol(mol, fragments=fragments, charges=charges)
         return Chem.MolToSmiles(std), None
     except InputError as exc:
         return None, str(exc)

@@ -80,6 +80,7 @@ def exact_search(
         order = _topk_order(cat_d, cat_i, k)
         heap_d = np.take_along_axis(cat_d, order, axis=1)
         heap_i = np.take_along_axis(cat_i, order, axis=1)
+        release_pages(vectors)
     return heap_d, heap_i
 
 
@@ -112,10 +113,29 @@ def recall_at_k(approx: np.ndarray, exact: np.ndarray, k: int = 10) -> float:
     return hits / total if total else 1.0
 
 
+def release_pages(vectors) -> None:
+    """Let go of the pages a read-only :class:`numpy.memmap` has read so far
+    (``madvise(MADV_DONTNEED)``): they stay in the page cache but leave this process's RSS.
+    Without it, one pass over a library's vectors keeps all of them resident beside the
+    index's own copy (all of MOSES: 2 GB twice). Anything else (an in-memory array, a
+    writable map, a system without madvise) is left alone; the data are never changed."""
+    import mmap
+
+    mm = getattr(vectors, "_mmap", None)
+    if (mm is None or getattr(vectors, "mode", None) != "r" or not hasattr(mm, "madvise")
+            or not hasattr(mmap, "MADV_DONTNEED")):
+        return
+    try:
+        mm.madvise(mmap.MADV_DONTNEED)
+    except (OSError, ValueError):  # pragma: no cover - closed map or refused advice
+        pass
+
+
 def _add_blocks(index, vectors, progress: Callable[[int, int], None] | None, block: int = BLOCK):
     n = len(vectors)
     for start in range(0, n, block):
         index.add(np.ascontiguousarray(vectors[start : start + block], dtype=np.float32))
+        release_pages(vectors)
         if progress is not None:
             progress(min(start + block, n), n)
 
@@ -228,6 +248,7 @@ def build_index(
         ivf_of(index).cp.niter = 10
         train_rows = np.sort(rng.choice(n, size=n_train, replace=False))
         index.train(np.ascontiguousarray(vectors[train_rows], dtype=np.float32))
+        release_pages(vectors)
         _add_blocks(index, vectors, progress)
         knob = "nprobe"
         nprobes = [v for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if v <= nlist]
@@ -479,6 +500,7 @@ def knn_graph(
         scores[sl, 0] = np.einsum("ij,ij->i", q, q)
         rows[sl, 1 : 1 + nb.shape[1]] = nb
         scores[sl, 1 : 1 + nb.shape[1]] = sc
+        release_pages(vectors)
         if progress is not None:
             progress(min(start + block, n), n)
     return rows, scores

@@ -147,3 +147,20 @@ def test_picklable(featurizer):
     clone = pickle.loads(pickle.dumps(featurizer))  # noqa: S301 (our own bytes: the worker-pool path)
     assert clone.config() == featurizer.config()
     assert np.array_equal(clone("CCO").x, featurizer("CCO").x)
+
+
+def test_batch_mols_equals_batch(featurizer, smiles_100):
+    """Parsed molecules featurise as their SMILES do, with or without the SMILES' hints."""
+    from mmsa.chem.standardize import parse_smiles
+
+    smiles = smiles_100 + ["F/C=C/F", "C[C@H](N)O", "[NH3+]->[Cu]", "[13CH4]", "[Fe]"]
+    mols = [parse_smiles(s) for s in smiles]
+    expect, errors = featurizer.batch(smiles)
+    assert not errors
+    for got in (featurizer.batch_mols(mols, smiles), featurizer.batch_mols(mols)):
+        assert len(got) == len(smiles)
+        for g, e in zip(got, expect):
+            assert np.array_equal(g.x, e.x)
+            assert np.array_equal(g.edge_index, e.edge_index)
+            assert np.array_equal(g.edge_attr, e.edge_attr)
+    assert featurizer.batch_mols([]) == []
