@@ -56,10 +56,7 @@ class ChemistryDecoder(nn.Module):
 def tanimoto_kernel(counts: Tensor) -> Tensor:
     """Binary Tanimoto ``[B, B]`` of the fingerprints' presence bits (``counts [B, n_bits]``)."""
     bits = (counts > 0).to(torch.float32)
-    inter = bits @ bits.t()
-    n = bits.sum(dim=1)
-    union = n.unsqueeze(0) + n.unsqueeze(1) - inter
-    return inter / union.clamp(min=1.0)
+    return tanimoto_cross(bits, bits)
 
 
 def similarity_distillation(v: Tensor, kernel: Tensor, tau: float = 0.1,
