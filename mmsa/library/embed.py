@@ -107,7 +107,8 @@ def top_slots(weights: np.ndarray, top: int = SLOT_TOP) -> tuple[np.ndarray, np.
 
 
 def embed_chunk(
-    smiles: list[str], encoder, mode: str = "fast", batch_size: int = 1024
+    smiles: list[str], encoder, mode: str = "fast", batch_size: int = 1024,
+    canonical: bool = False,
 ) -> ChunkResult:
     """Embed a batch of (standardised) SMILES and fingerprint it.
 
@@ -118,20 +119,25 @@ def embed_chunk(
     The fast path of a real encoder parses each SMILES once and featurises, embeds and
     fingerprints that one RDKit molecule (:func:`embed_chunk_mols`); anything else (the
     ``"full"`` mode, an encoder without a graph featurizer) goes through ``encoder.embed``
-    and :func:`embed_chunk_reference`. Both give the same result.
+    and :func:`embed_chunk_reference`. Both give the same result. ``canonical=True`` says
+    every SMILES was written by RDKit (the readers' standardised SMILES, as the build engines
+    pass them): the fast path then parses with
+    :func:`mmsa.chem.standardize.parse_canonical` (same molecules, cheaper).
     """
     smiles = [str(s) for s in smiles]
     if mode == "fast" and hasattr(encoder, "graph_featurizer") and hasattr(encoder, "model"):
-        return embed_chunk_mols(smiles, encoder, batch_size=batch_size)
+        return embed_chunk_mols(smiles, encoder, batch_size=batch_size, canonical=canonical)
     return embed_chunk_reference(smiles, encoder, mode=mode, batch_size=batch_size)
 
 
 def embed_chunk_reference(
-    smiles: list[str], encoder, mode: str = "fast", batch_size: int = 1024
+    smiles: list[str], encoder, mode: str = "fast", batch_size: int = 1024,
+    canonical: bool = False,
 ) -> ChunkResult:
     """:func:`embed_chunk` the straightforward way: ``encoder.embed`` (which parses every
     SMILES), then each molecule parsed again for its fingerprints. The baseline the faster
-    path is tested and benchmarked against (and the path of ``"full"`` mode)."""
+    path is tested and benchmarked against (and the path of ``"full"`` mode). ``canonical``
+    is accepted for :func:`embed_chunk`'s signature; this path always parses in full."""
     smiles = [str(s) for s in smiles]
     m = len(smiles)
     res = encoder.embed(smiles, mode=mode, batch_size=batch_size)
@@ -189,7 +195,8 @@ def fingerprints_packed(mols) -> tuple[np.ndarray, np.ndarray]:
     return unpack(morgan), unpack(pattern)
 
 
-def embed_chunk_mols(smiles: list[str], encoder, batch_size: int = 1024) -> ChunkResult:
+def embed_chunk_mols(smiles: list[str], encoder, batch_size: int = 1024,
+                     canonical: bool = False) -> ChunkResult:
     """:func:`embed_chunk` in fast mode, each SMILES parsed once.
 
     Block by block of ``batch_size`` positions (the batches ``Encoder.embed`` uses, so the
@@ -197,10 +204,14 @@ def embed_chunk_mols(smiles: list[str], encoder, batch_size: int = 1024) -> Chun
     molecule :func:`mmsa.chem.standardize.parse_smiles` gives is featurised
     (``GraphFeaturizer.batch_mols``), collated, embedded and fingerprinted
     (:func:`fingerprints_packed`); failures carry the same reasons as the reference path.
+    ``canonical``: parse with :func:`mmsa.chem.standardize.parse_canonical` (RDKit-written
+    SMILES only).
     """
     import torch
 
-    from mmsa.chem.standardize import parse_smiles as parse
+    from mmsa.chem.standardize import parse_canonical, parse_smiles
+
+    parse = parse_canonical if canonical else parse_smiles
     from mmsa.model.batch import collate
     from mmsa.types import InputError
 
@@ -273,8 +284,9 @@ class ChunkEmbedder:
 
     ``ChunkEmbedder(spec, threads=1, mode="fast")(smiles) -> ChunkResult`` is
     :func:`embed_chunk` with the worker's encoder (``spec`` as :func:`load_encoder`, on the
-    CPU, torch limited to ``threads`` threads). Both build engines use it: the local engine's
-    worker processes and the Ray engine's actors (:mod:`mmsa.library.engines`).
+    CPU, torch limited to ``threads`` threads) on the readers' standardised SMILES
+    (``canonical=True``). Both build engines use it: the local engine's worker processes and
+    the Ray engine's actors (:mod:`mmsa.library.engines`).
     """
 
     def __init__(self, spec, threads: int = 1, mode: str = "fast"):
@@ -288,4 +300,4 @@ class ChunkEmbedder:
         self.mode = mode
 
     def __call__(self, smiles: list[str]) -> ChunkResult:
-        return embed_chunk(smiles, self.encoder, mode=self.mode)
+        return embed_chunk(smiles, self.encoder, mode=self.mode, canonical=True)

@@ -99,7 +99,8 @@ def local_results(chunks: Iterable, encoder, spec, n_jobs: int = 1,
 
     if n_jobs <= 1:
         for chunk in chunks:
-            yield chunk, embed_chunk(chunk.records["smiles"].tolist(), encoder, mode=mode)
+            yield chunk, embed_chunk(chunk.records["smiles"].tolist(), encoder, mode=mode,
+                                     canonical=True)
         return
     import multiprocessing as mp
     from collections import deque

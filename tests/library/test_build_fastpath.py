@@ -117,3 +117,18 @@ def test_library_built_by_the_fast_path_equals_the_reference(tmp_path, tiny_csv,
     ma, mb = (json.loads((x / "manifest.json").read_text()) for x in (new, ref))
     assert ma["failures"] == mb["failures"] and ma["count"] == mb["count"]
     assert ma["index"]["type"] == mb["index"]["type"]
+
+
+@pytest.mark.parametrize("batch_size", [1024, 7])
+def test_embed_chunk_of_canonical_smiles_equals_reference(encoder, smiles_100, batch_size):
+    """What the build engines pass: the readers' standardised SMILES (``canonical=True``:
+    parse_canonical's partial sanitisation), with unparsable rows among them."""
+    from rdkit import Chem
+
+    valid = [parse_smiles(s) for s in TRICKY if standardize_or_reason(s)[0]]
+    smiles = _inputs(smiles_100) + [Chem.MolToSmiles(m) for m in valid]
+    smiles = [s for s in smiles if standardize_or_reason(s)[0] is None
+              or s == Chem.MolToSmiles(parse_smiles(s))]  # RDKit-written or invalid
+    new = embed.embed_chunk(smiles, encoder, batch_size=batch_size, canonical=True)
+    _assert_same(new, embed.embed_chunk_reference(smiles, encoder, batch_size=batch_size))
+    assert new.ok.sum() > 100 and len(new.failures) >= 5
