@@ -100,9 +100,11 @@ def _child_build(args) -> int:
             last[0] = now
             print(f"  ... {done:,}/{total or '?'} rows", file=sys.stderr, flush=True)
 
+    ray = args.engine == "ray"
     rep = build_library(args.csv, args.name, root=args.root, encoder=args.checkpoint,
-                        n_jobs=args.n_jobs, chunk_size=args.chunk_size, overwrite=True,
-                        progress=progress)
+                        n_jobs=1 if ray else args.n_jobs, chunk_size=args.chunk_size,
+                        overwrite=True, progress=progress, engine=args.engine,
+                        workers=args.n_jobs if ray else None)
     Path(args.report).write_text(json.dumps({
         "n_ok": rep.n_ok, "n_failed": rep.n_failed, "seconds": rep.seconds,
         "index": rep.index,
@@ -110,11 +112,12 @@ def _child_build(args) -> int:
     return 0
 
 
-def _build(csv: Path, name: str, root: Path, checkpoint, n_jobs: int, chunk_size: int) -> dict:
+def _build(csv: Path, name: str, root: Path, checkpoint, n_jobs: int, chunk_size: int,
+           engine: str = "local") -> dict:
     report = root / f"{name}.report.json"
     cmd = [sys.executable, __file__, "--child-build", "--csv", str(csv), "--name", name,
            "--root", str(root), "--n-jobs", str(n_jobs), "--chunk-size", str(chunk_size),
-           "--report", str(report)]
+           "--report", str(report), "--engine", engine]
     if checkpoint:
         cmd += ["--checkpoint", str(checkpoint)]
     t0 = time.perf_counter()
@@ -279,6 +282,27 @@ def _bench_library(name: str, root: Path, checkpoint, n_queries: int, n_bulk: in
             fs.append((time.perf_counter() - t) * 1e3)
         out["fpsim2_top_k"] = _percentiles(fs)
         out["fpsim2_molecules"] = int(engine.fps.shape[0])
+        # kernels alone, interleaved query by query: the same prebuilt Morgan query
+        # fingerprint into the library's TanimotoIndex.top_k and into FPSim2's top_k
+        from mmsa.library.embed import morgan_packed
+        from mmsa.library.query import tanimoto_index
+
+        tindex = tanimoto_index(lib)
+        ours, theirs, agree = [], [], 0
+        for q in queries[:n_bulk]:
+            mol = lib._standard_query(q)
+            packed, bv = morgan_packed(mol), morgan_generator().GetFingerprint(mol)
+            t = time.perf_counter()
+            _, mine = tindex.top_k(packed, 10)
+            ours.append((time.perf_counter() - t) * 1e3)
+            t = time.perf_counter()
+            hits = engine.top_k(bv, k=10, threshold=0.0, n_workers=1)
+            theirs.append((time.perf_counter() - t) * 1e3)
+            agree += int(np.allclose(np.sort(mine)[::-1][:len(hits)],
+                                     np.sort(np.asarray(hits["coeff"], float))[::-1], atol=1e-6))
+        out["tanimoto_kernel_top_k"] = _percentiles(ours)
+        out["fpsim2_kernel_top_k"] = _percentiles(theirs)
+        out["tanimoto_kernel_same_top10_scores_as_fpsim2"] = f"{agree}/{len(ours)}"
         del engine
 
     e = out["embedding_search_end_to_end"]["p50_ms"]
@@ -336,6 +360,30 @@ def markdown(results: dict) -> str:
             f"{s.get('fpsim2_top_k', {}).get('p50_ms', float('nan')):.1f} | "
             f"{s['speedup_vs_bulk_tanimoto_end_to_end']:.1f}x |"
         )
+    builds = [(key, r) for key, r in results.items() if isinstance(r, dict) and "build" in r]
+    lines += ["", "| library | engine | molecules | build wall s (min) | CPU ms/mol | "
+              "peak RSS GB (tree / largest process) | read + embed s | index s | hyperedges s |",
+              "|" + "---|" * 9]
+    for key, r in builds:
+        b, ph = r["build"], r.get("search", {}).get("build_phases_seconds", {})
+        lines.append(
+            f"| moses-{key} | {b.get('engine', 'local')} | {b['molecules']:,} | "
+            f"{b['build_seconds']:,.0f} ({b['build_seconds'] / 60:.1f}) | "
+            f"{b.get('cpu_ms_per_mol', '-')} | {b['peak_rss_gb_tree']:.2f} / "
+            f"{b['peak_rss_gb_largest_process']:.2f} | {ph.get('read_embed_fingerprint', '-')} | "
+            f"{ph.get('index_and_recall', '-')} | {ph.get('hyperedges', '-')} |")
+    kern = [(key, r["search"]) for key, r in results.items() if isinstance(r, dict)
+            and "tanimoto_kernel_top_k" in r.get("search", {})]
+    if kern:
+        lines += ["", "| library | Tanimoto top-10, mmsa kernel p50 / p99 ms | FPSim2 0.7.4 "
+                  "top_k p50 / p99 ms | FPSim2 / mmsa (p50) | same top-10 scores |",
+                  "|---|---|---|---|---|"]
+        for key, s in kern:
+            a, f = s["tanimoto_kernel_top_k"], s["fpsim2_kernel_top_k"]
+            lines.append(f"| moses-{key} | {a['p50_ms']:.1f} / {a['p99_ms']:.1f} | "
+                         f"{f['p50_ms']:.1f} / {f['p99_ms']:.1f} | "
+                         f"{f['p50_ms'] / a['p50_ms']:.2f}x | "
+                         f"{s['tanimoto_kernel_same_top10_scores_as_fpsim2']} |")
     return "\n".join(lines)
 
 
@@ -347,7 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=100)
     p.add_argument("--bulk-queries", type=int, default=20,
                    help="queries timed for RDKit BulkTanimoto, FPSim2 and numpy Tanimoto")
-    p.add_argument("--n-jobs", type=int, default=2)
+    p.add_argument("--n-jobs", type=int, default=2,
+                   help="worker processes (local engine) or Ray actors (--engine ray)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="build engine; ray: a private local Ray instance, results under "
+                        "the size + '-ray'")
+    p.add_argument("--build-only", action="store_true", help="time the build, no searches")
     p.add_argument("--chunk-size", type=int, default=4096)
     p.add_argument("--root", default=None, help="libraries folder (default $MMSA_CACHE/bench)")
     p.add_argument("--no-fpsim2", action="store_true")
@@ -386,17 +439,25 @@ def main(argv: list[str] | None = None) -> int:
                           "python": platform.python_version()}
     for size in args.sizes:
         n = None if size == "all" else int(size)
-        key = "all" if n is None else str(n)
-        name = f"moses-{key}"
         csv = _subset(moses, n, cache)
+        key = ("all" if n is None else str(n)) + ("-ray" if args.engine == "ray" else "")
+        name = f"moses-{key}"
         if args.prepare_fpsim2:
             fpsim2_db(csv, cache)
             continue
         print(f"== {name}: building from {csv}", file=sys.stderr, flush=True)
         entry = results.get(key, {}) if args.skip_build else {}
         if not args.skip_build:
-            entry["build"] = _build(csv, name, root, checkpoint, args.n_jobs, args.chunk_size)
+            entry["build"] = _build(csv, name, root, checkpoint, args.n_jobs, args.chunk_size,
+                                    args.engine)
+            entry["build"]["engine"] = args.engine
             print(f"   build: {entry['build']}", file=sys.stderr, flush=True)
+        if args.build_only:
+            entry["checkpoint"] = {"path": str(checkpoint), "sha256": file_sha256(checkpoint)}
+            entry["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            results[key] = entry
+            out_path.write_text(json.dumps(results, indent=1))
+            continue
         entry["search"] = _bench_library(name, root, checkpoint, args.queries, args.bulk_queries,
                                          not args.no_fpsim2, cache, csv)
         entry["checkpoint"] = {"path": str(checkpoint), "sha256": file_sha256(checkpoint)}

@@ -453,6 +453,160 @@ def to_gpu_if_available(index):
     return index
 
 
+#: list-blocked kNN graph: recall@k it tunes its probe count for on a sample (as the index
+#: itself: MIN_RECALL + RECALL_MARGIN), and the probe counts it tries, as multiples of nprobe
+GRAPH_PROBE_FACTORS = (1, 1.5, 2, 3, 4, 6, 8)
+
+
+def _ivf_lists(index, vectors: np.ndarray):
+    """(ids per list, a function list -> its float32 vectors [size, d], centroids [nlist, d])
+    of an IVF index. IVF-flat lists hold the float vectors themselves; for IVF-PQ/OPQ (codes
+    only) the rows are read from ``vectors`` (sorted, so a memmap is read in order)."""
+    faiss = _faiss()
+    ivf = ivf_of(index)
+    inv, d = ivf.invlists, int(ivf.d)
+    ids = []
+    for lst in range(int(ivf.nlist)):
+        size = int(inv.list_size(lst))
+        ids.append(faiss.rev_swig_ptr(inv.get_ids(lst), size).astype(np.int64) if size
+                   else np.zeros(0, np.int64))
+    flat = isinstance(ivf, faiss.IndexIVFFlat) and int(ivf.code_size) == 4 * d
+
+    def rows_of(lst: int) -> np.ndarray:
+        size = len(ids[lst])
+        if size == 0:
+            return np.zeros((0, vectors.shape[1]), np.float32)
+        if flat:
+            codes = faiss.rev_swig_ptr(inv.get_codes(lst), size * 4 * d)
+            return np.frombuffer(codes, dtype=np.float32).reshape(size, d)
+        order = np.argsort(ids[lst])
+        out = np.empty((size, vectors.shape[1]), np.float32)
+        out[order] = vectors[ids[lst][order]]
+        return out
+
+    centroids = ivf.quantizer.reconstruct_n(0, int(ivf.nlist))
+    return ids, rows_of, np.asarray(centroids, dtype=np.float32)
+
+
+def _nearest_lists(centroids: np.ndarray, p: int, block: int = 4096) -> np.ndarray:
+    """int64 [nlist, p]: per list, the p lists with the nearest centroids (inner product),
+    the list itself first, then by decreasing similarity (ties by list number)."""
+    nlist = len(centroids)
+    p = min(p, nlist)
+    out = np.empty((nlist, p), np.int64)
+    for b0 in range(0, nlist, block):
+        sims = centroids[b0:b0 + block] @ centroids.T
+        me = np.arange(b0, min(b0 + block, nlist))
+        sims[np.arange(len(me)), me] = np.inf  # itself first
+        top = (np.argpartition(-sims, p - 1, axis=1)[:, :p] if p < nlist
+               else np.tile(np.arange(nlist), (len(me), 1)))
+        top.sort(axis=1)  # ties by list number after the stable sort below
+        s = np.take_along_axis(sims, top, axis=1)
+        order = np.argsort(-s, axis=1, kind="stable")
+        out[b0:b0 + len(me)] = np.take_along_axis(top, order, axis=1)
+    return out
+
+
+def knn_graph_ivf(
+    index,
+    vectors: np.ndarray,
+    k: int,
+    info: dict | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    sample: int = RECALL_SAMPLE,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """:func:`knn_graph` of an IVF index (flat, PQ or OPQ) list by list, as matrix products.
+
+    Searching every vector through the index streams ``nprobe`` whole lists from memory per
+    query; here each list's members are the queries of one block and share one candidate
+    set, the members of the ``probe`` lists whose centroids are nearest that list's centroid
+    (the list itself first), so each candidate block is read once per list and scored by one
+    BLAS product (``faiss.knn``), with exact inner products (for IVF-PQ the rows come from
+    ``vectors``). ``probe`` is the smallest of :data:`GRAPH_PROBE_FACTORS` x the index's
+    nprobe whose recall@k against exact search, on ``sample`` seeded rows (leave-one-out),
+    reaches MIN_RECALL + RECALL_MARGIN (or the largest tried).
+
+    Returns (rows int32 [n, k+1], scores float32 [n, k+1], info dict: probe, recall, the
+    sample size and the probes tried) in :func:`knn_graph`'s layout.
+    """
+    faiss = _faiss()
+    n = int(index.ntotal)
+    ids, rows_of, centroids = _ivf_lists(index, vectors)
+    nlist = len(ids)
+    nprobe = int((info or {}).get("params", {}).get("nprobe", ivf_of(index).nprobe))
+    probes = sorted({int(min(nlist, max(1, round(f * nprobe)))) for f in GRAPH_PROBE_FACTORS})
+    near = _nearest_lists(centroids, probes[-1])
+    list_of = np.empty(n, np.int64)
+    for lst, members in enumerate(ids):
+        list_of[members] = lst
+    kk = k + 1
+
+    # tune the probe count on a sample against exact search: each sample row is scored
+    # against one more list at a time (no candidate copies)
+    rng = np.random.default_rng(seed)
+    srows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
+    sq = np.ascontiguousarray(vectors[srows], dtype=np.float32)
+    _, exact = exact_search(vectors, sq, min(kk, n))
+    exact = _drop_self(exact, srows, k)
+    pools: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in srows]
+    tried, probe, recall = [], probes[-1], 1.0
+    for p in probes:
+        found = np.full((len(srows), k), -1, np.int64)
+        for j, r in enumerate(srows):
+            pool = pools[j]
+            for x in near[list_of[r], len(pool):p]:
+                pool.append((ids[x], rows_of(int(x)) @ sq[j]))
+            cand_ids = np.concatenate([a for a, _ in pool])
+            sims = np.concatenate([b for _, b in pool])
+            top = cand_ids[np.argsort(-sims, kind="stable")[:kk]]
+            found[j] = _drop_self(top[None, :], np.array([r]), k)[0]
+        recall = recall_at_k(found, exact, k)
+        tried.append({"probe": p, "recall_at_k": round(float(recall), 4)})
+        probe = p
+        if recall >= MIN_RECALL + RECALL_MARGIN:
+            break
+    del pools
+    log.info("kNN graph: probe %d lists of %d (nprobe %d): recall@%d %.4f on %d rows",
+             probe, nlist, nprobe, k, recall, len(srows))
+
+    rows = np.full((n, kk), -1, dtype=np.int32)
+    scores = np.full((n, kk), np.nan, dtype=np.float32)
+    done = 0
+    for lst in range(nlist):
+        members = ids[lst]
+        if len(members) == 0:
+            continue
+        q = np.ascontiguousarray(rows_of(lst))
+        lists = near[lst, :probe]
+        cand_ids = np.concatenate([ids[x] for x in lists])
+        cand = np.concatenate([rows_of(int(x)) for x in lists])
+        m = min(kk + 1, len(cand_ids))
+        d, i = faiss.knn(q, np.ascontiguousarray(cand), m, metric=faiss.METRIC_INNER_PRODUCT)
+        nb = np.where(i >= 0, cand_ids[np.maximum(i, 0)], -1)
+        drop = (nb == members[:, None]) | (nb < 0)
+        order = np.argsort(drop, axis=1, kind="stable")[:, :k]
+        nb = np.take_along_axis(nb, order, axis=1)
+        sc = np.take_along_axis(d, order, axis=1).astype(np.float32)
+        bad = np.take_along_axis(drop, order, axis=1)
+        nb[bad], sc[bad] = -1, np.nan
+        rows[members, 0] = members
+        scores[members, 0] = np.einsum("ij,ij->i", q, q)
+        rows[members, 1:1 + nb.shape[1]] = nb
+        scores[members, 1:1 + nb.shape[1]] = sc
+        done += len(members)
+        if lst % 64 == 0:
+            release_pages(vectors)
+            if progress is not None:
+                progress(done, n)
+    release_pages(vectors)
+    if progress is not None:
+        progress(n, n)
+    return rows, scores, {"method": "list-blocked", "probe": probe, "nprobe": nprobe,
+                          "recall_at_k": round(float(recall), 4), "recall_sample": len(srows),
+                          "tried": tried}
+
+
 def knn_graph(
     index,
     vectors: np.ndarray,
@@ -464,9 +618,13 @@ def knn_graph(
     search_fn: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
     offset: int = 0,
     ntotal: int | None = None,
+    stats: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each vector's k nearest other vectors via ``index`` (which holds ``vectors``), through
-    :func:`search` when ``info`` (the manifest entry) is given, so IVF-PQ re-ranks.
+    :func:`search` when ``info`` (the manifest entry) is given, so IVF-PQ re-ranks. An IVF
+    index (``info`` type in :data:`IVF_TYPES`, no ``search_fn``) is searched list by list
+    with exact scores instead (:func:`knn_graph_ivf`, recall measured on a sample);
+    ``stats``, when given, is updated with how (method, and for IVF the probe and recall).
 
     ``search_fn(queries, k) -> (scores, global rows)`` replaces the index (e.g. the merged
     search of a sharded library, :func:`search_shards`, over ``ntotal`` vectors in all);
@@ -476,6 +634,14 @@ def knn_graph(
     (score = its self inner product); missing neighbours are -1 (score NaN).
     """
     n = len(vectors)
+    if (search_fn is None and info is not None and info.get("type") in IVF_TYPES
+            and index is not None and n == int(index.ntotal) and n > k + 1):
+        rows, scores, how = knn_graph_ivf(index, vectors, k, info=info, progress=progress)
+        if stats is not None:
+            stats.update(how)
+        return rows, scores
+    if stats is not None:
+        stats["method"] = "search" if search_fn is None else "search over the shards"
     rows = np.full((n, k + 1), -1, dtype=np.int32)
     scores = np.full((n, k + 1), np.nan, dtype=np.float32)
     kk = min(k + 1, n if ntotal is None else int(ntotal))

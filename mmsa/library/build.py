@@ -523,12 +523,18 @@ def _finish(folder: Path, manifest: dict, *, dim: int, index: str, approx_thresh
     k = max(1, int(hyperedge_k))
     log.info("computing the %d-NN hyperedges of %d molecules", k, n)
     t0 = time.perf_counter()
-    rows, scores = ann.knn_graph(ann.to_gpu_if_available(idx), vectors, k, info=info)
+    how: dict = {}
+    rows, scores = ann.knn_graph(ann.to_gpu_if_available(idx), vectors, k, info=info,
+                                 stats=how)
     rows.tofile(folder / "hyperedges.i32")
     scores.tofile(folder / "hyperedge_scores.f32")
     del idx, vectors
     manifest["index"] = info
-    manifest["hyperedges"] = {"k": k, "method": f"kNN over the {info['type']} index",
+    method = (f"kNN over the {info['type']} index, list by list (exact scores)"
+              if how.get("method") == "list-blocked" else f"kNN over the {info['type']} index")
+    manifest["hyperedges"] = {"k": k, "method": method,
+                              **{key: how[key] for key in ("probe", "recall_at_k",
+                                                           "recall_sample") if key in how},
                               "seconds": round(time.perf_counter() - t0, 3)}
     t = manifest["slots"]["top"]
     shapes = {
