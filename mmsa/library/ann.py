@@ -93,6 +93,14 @@ def _topk_order(d: np.ndarray, i: np.ndarray, k: int) -> np.ndarray:
     return order
 
 
+def _topk_order_fast(d: np.ndarray, i: np.ndarray, k: int) -> np.ndarray:
+    """:func:`_topk_order` vectorised: by score descending, then row ascending (-1 last)."""
+    key_i = np.where(i < 0, np.iinfo(np.int64).max, i)
+    by_row = np.argsort(key_i, axis=1, kind="stable")
+    by_score = np.argsort(-np.take_along_axis(d, by_row, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(by_row, by_score, axis=1)[:, :k]
+
+
 def _drop_self(rows: np.ndarray, self_rows: np.ndarray, k: int) -> np.ndarray:
     """Each row of ``rows`` without its query's own row, cut to k columns (-1 padded)."""
     out = np.full((len(rows), k), -1, dtype=np.int64)
@@ -453,15 +461,15 @@ def to_gpu_if_available(index):
     return index
 
 
-#: list-blocked kNN graph: recall@k it tunes its probe count for on a sample (as the index
-#: itself: MIN_RECALL + RECALL_MARGIN), and the probe counts it tries, as multiples of nprobe
-GRAPH_PROBE_FACTORS = (1, 1.5, 2, 3, 4, 6, 8)
+#: queries per block of :func:`knn_graph_ivf` (its partial results: block x nprobe x (k+1)
+#: scores and rows, 12 bytes each: ~0.5 GB at nprobe 16, k 8)
+GRAPH_BLOCK = 262_144
 
 
 def _ivf_lists(index, vectors: np.ndarray):
-    """(ids per list, a function list -> its float32 vectors [size, d], centroids [nlist, d])
-    of an IVF index. IVF-flat lists hold the float vectors themselves; for IVF-PQ/OPQ (codes
-    only) the rows are read from ``vectors`` (sorted, so a memmap is read in order)."""
+    """(ids per list, a function list -> its float32 vectors [size, d]) of an IVF index.
+    IVF-flat lists hold the float vectors themselves; for IVF-PQ/OPQ (codes only) the rows
+    are read from ``vectors`` (in sorted order, so a memmap is read forwards)."""
     faiss = _faiss()
     ivf = ivf_of(index)
     inv, d = ivf.invlists, int(ivf.d)
@@ -474,8 +482,6 @@ def _ivf_lists(index, vectors: np.ndarray):
 
     def rows_of(lst: int) -> np.ndarray:
         size = len(ids[lst])
-        if size == 0:
-            return np.zeros((0, vectors.shape[1]), np.float32)
         if flat:
             codes = faiss.rev_swig_ptr(inv.get_codes(lst), size * 4 * d)
             return np.frombuffer(codes, dtype=np.float32).reshape(size, d)
@@ -484,27 +490,7 @@ def _ivf_lists(index, vectors: np.ndarray):
         out[order] = vectors[ids[lst][order]]
         return out
 
-    centroids = ivf.quantizer.reconstruct_n(0, int(ivf.nlist))
-    return ids, rows_of, np.asarray(centroids, dtype=np.float32)
-
-
-def _nearest_lists(centroids: np.ndarray, p: int, block: int = 4096) -> np.ndarray:
-    """int64 [nlist, p]: per list, the p lists with the nearest centroids (inner product),
-    the list itself first, then by decreasing similarity (ties by list number)."""
-    nlist = len(centroids)
-    p = min(p, nlist)
-    out = np.empty((nlist, p), np.int64)
-    for b0 in range(0, nlist, block):
-        sims = centroids[b0:b0 + block] @ centroids.T
-        me = np.arange(b0, min(b0 + block, nlist))
-        sims[np.arange(len(me)), me] = np.inf  # itself first
-        top = (np.argpartition(-sims, p - 1, axis=1)[:, :p] if p < nlist
-               else np.tile(np.arange(nlist), (len(me), 1)))
-        top.sort(axis=1)  # ties by list number after the stable sort below
-        s = np.take_along_axis(sims, top, axis=1)
-        order = np.argsort(-s, axis=1, kind="stable")
-        out[b0:b0 + len(me)] = np.take_along_axis(top, order, axis=1)
-    return out
+    return ids, rows_of
 
 
 def knn_graph_ivf(
@@ -513,98 +499,72 @@ def knn_graph_ivf(
     k: int,
     info: dict | None = None,
     progress: Callable[[int, int], None] | None = None,
-    sample: int = RECALL_SAMPLE,
-    seed: int = 0,
+    block: int = GRAPH_BLOCK,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """:func:`knn_graph` of an IVF index (flat, PQ or OPQ) list by list, as matrix products.
+    """:func:`knn_graph` of an IVF index (flat, PQ or OPQ): the candidates of an IVF search
+    with the index's nprobe, scored list by list as matrix products.
 
-    Searching every vector through the index streams ``nprobe`` whole lists from memory per
-    query; here each list's members are the queries of one block and share one candidate
-    set, the members of the ``probe`` lists whose centroids are nearest that list's centroid
-    (the list itself first), so each candidate block is read once per list and scored by one
-    BLAS product (``faiss.knn``), with exact inner products (for IVF-PQ the rows come from
-    ``vectors``). ``probe`` is the smallest of :data:`GRAPH_PROBE_FACTORS` x the index's
-    nprobe whose recall@k against exact search, on ``sample`` seeded rows (leave-one-out),
-    reaches MIN_RECALL + RECALL_MARGIN (or the largest tried).
+    Searching the vectors one by one through the index streams ``nprobe`` whole lists from
+    memory for every query. Here, block by block of queries, each query's ``nprobe`` lists
+    come from the coarse quantizer as in a search; then every list is read once per block
+    and scored against all the block's queries that probe it by one BLAS product
+    (``faiss.knn``: each query's best k+1 in that list), and each query's per-list bests are
+    merged. The candidates are the search's own, so the neighbours are those an IVF-flat
+    search returns (its recall: the index's ``recall_at_10``); the scores are exact inner
+    products (for IVF-PQ the rows are read from ``vectors``, so no PQ approximation).
 
-    Returns (rows int32 [n, k+1], scores float32 [n, k+1], info dict: probe, recall, the
-    sample size and the probes tried) in :func:`knn_graph`'s layout.
+    Returns (rows int32 [n, k+1], scores float32 [n, k+1], info dict) in :func:`knn_graph`'s
+    layout (column 0 the vector itself).
     """
     faiss = _faiss()
+    ivf = ivf_of(index)
     n = int(index.ntotal)
-    ids, rows_of, centroids = _ivf_lists(index, vectors)
-    nlist = len(ids)
-    nprobe = int((info or {}).get("params", {}).get("nprobe", ivf_of(index).nprobe))
-    probes = sorted({int(min(nlist, max(1, round(f * nprobe)))) for f in GRAPH_PROBE_FACTORS})
-    near = _nearest_lists(centroids, probes[-1])
-    list_of = np.empty(n, np.int64)
-    for lst, members in enumerate(ids):
-        list_of[members] = lst
+    ids, rows_of = _ivf_lists(index, vectors)
+    nprobe = int(min(int(ivf.nlist), int((info or {}).get("params", {}).get("nprobe",
+                                                                          ivf.nprobe))))
     kk = k + 1
-
-    # tune the probe count on a sample against exact search: each sample row is scored
-    # against one more list at a time (no candidate copies)
-    rng = np.random.default_rng(seed)
-    srows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
-    sq = np.ascontiguousarray(vectors[srows], dtype=np.float32)
-    _, exact = exact_search(vectors, sq, min(kk, n))
-    exact = _drop_self(exact, srows, k)
-    pools: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in srows]
-    tried, probe, recall = [], probes[-1], 1.0
-    for p in probes:
-        found = np.full((len(srows), k), -1, np.int64)
-        for j, r in enumerate(srows):
-            pool = pools[j]
-            for x in near[list_of[r], len(pool):p]:
-                pool.append((ids[x], rows_of(int(x)) @ sq[j]))
-            cand_ids = np.concatenate([a for a, _ in pool])
-            sims = np.concatenate([b for _, b in pool])
-            top = cand_ids[np.argsort(-sims, kind="stable")[:kk]]
-            found[j] = _drop_self(top[None, :], np.array([r]), k)[0]
-        recall = recall_at_k(found, exact, k)
-        tried.append({"probe": p, "recall_at_k": round(float(recall), 4)})
-        probe = p
-        if recall >= MIN_RECALL + RECALL_MARGIN:
-            break
-    del pools
-    log.info("kNN graph: probe %d lists of %d (nprobe %d): recall@%d %.4f on %d rows",
-             probe, nlist, nprobe, k, recall, len(srows))
-
     rows = np.full((n, kk), -1, dtype=np.int32)
     scores = np.full((n, kk), np.nan, dtype=np.float32)
-    done = 0
-    for lst in range(nlist):
-        members = ids[lst]
-        if len(members) == 0:
-            continue
-        q = np.ascontiguousarray(rows_of(lst))
-        lists = near[lst, :probe]
-        cand_ids = np.concatenate([ids[x] for x in lists])
-        cand = np.concatenate([rows_of(int(x)) for x in lists])
-        m = min(kk + 1, len(cand_ids))
-        d, i = faiss.knn(q, np.ascontiguousarray(cand), m, metric=faiss.METRIC_INNER_PRODUCT)
-        nb = np.where(i >= 0, cand_ids[np.maximum(i, 0)], -1)
-        drop = (nb == members[:, None]) | (nb < 0)
-        order = np.argsort(drop, axis=1, kind="stable")[:, :k]
-        nb = np.take_along_axis(nb, order, axis=1)
-        sc = np.take_along_axis(d, order, axis=1).astype(np.float32)
-        bad = np.take_along_axis(drop, order, axis=1)
-        nb[bad], sc[bad] = -1, np.nan
-        rows[members, 0] = members
-        scores[members, 0] = np.einsum("ij,ij->i", q, q)
-        rows[members, 1:1 + nb.shape[1]] = nb
-        scores[members, 1:1 + nb.shape[1]] = sc
-        done += len(members)
-        if lst % 64 == 0:
-            release_pages(vectors)
-            if progress is not None:
-                progress(done, n)
-    release_pages(vectors)
-    if progress is not None:
-        progress(n, n)
-    return rows, scores, {"method": "list-blocked", "probe": probe, "nprobe": nprobe,
-                          "recall_at_k": round(float(recall), 4), "recall_sample": len(srows),
-                          "tried": tried}
+    chain = getattr(index, "chain", None)  # IVF-OPQ: queries are rotated for the quantizer
+    for b0 in range(0, n, block):
+        qrows = np.arange(b0, min(b0 + block, n))
+        q = np.ascontiguousarray(vectors[b0:b0 + len(qrows)], dtype=np.float32)
+        qq = q
+        for t in range(chain.size() if chain is not None else 0):
+            qq = chain.at(t).apply(np.ascontiguousarray(qq))
+        _, probe = ivf.quantizer.search(np.ascontiguousarray(qq, dtype=np.float32), nprobe)
+        flat = probe.ravel()
+        order = np.argsort(flat, kind="stable")
+        lists, starts = np.unique(flat[order], return_index=True)
+        ends = np.append(starts[1:], len(order))
+        part_d = np.full((len(q), nprobe, kk), -np.inf, np.float32)
+        part_i = np.full((len(q), nprobe, kk), -1, np.int64)
+        for lst, s0, s1 in zip(lists, starts, ends):
+            if lst < 0 or len(ids[lst]) == 0:
+                continue
+            sel = order[s0:s1]
+            who, slot = sel // nprobe, sel % nprobe
+            m = min(kk, len(ids[lst]))
+            d, i = faiss.knn(np.ascontiguousarray(q[who]), np.ascontiguousarray(rows_of(int(lst))),
+                             m, metric=faiss.METRIC_INNER_PRODUCT)
+            part_d[who, slot, :m] = d
+            part_i[who, slot, :m] = np.where(i >= 0, ids[lst][np.maximum(i, 0)], -1)
+        part_d = part_d.reshape(len(q), -1)
+        part_i = part_i.reshape(len(q), -1)
+        part_d[part_i == qrows[:, None]] = -np.inf  # itself: column 0
+        best = _topk_order_fast(part_d, part_i, k)
+        nb = np.take_along_axis(part_i, best, axis=1)
+        sc = np.take_along_axis(part_d, best, axis=1)
+        missing = (nb < 0) | ~np.isfinite(sc)
+        nb[missing], sc[missing] = -1, np.nan
+        rows[qrows, 0] = qrows
+        scores[qrows, 0] = np.einsum("ij,ij->i", q, q)
+        rows[qrows, 1:] = nb
+        scores[qrows, 1:] = sc
+        release_pages(vectors)
+        if progress is not None:
+            progress(int(qrows[-1]) + 1, n)
+    return rows, scores, {"method": "list-blocked", "nprobe": nprobe, "block": int(block)}
 
 
 def knn_graph(

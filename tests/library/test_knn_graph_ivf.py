@@ -35,9 +35,9 @@ def _check_layout(v, rows, scores, k):
     assert (np.diff(scores[:, 1:], axis=1) <= 1e-6).all()  # best first
 
 
-@pytest.mark.parametrize("kind", ["ivf", "ivfpq"])
+@pytest.mark.parametrize("kind", ["ivf", "ivfpq", "ivfopq"])
 def test_list_blocked_graph_matches_brute_force(kind):
-    v = _clustered(6000)
+    v = _clustered(12000 if kind == "ivfopq" else 6000)
     k = 8
     index, info = ann.build_index(v, kind, seed=0)
     stats: dict = {}
@@ -46,10 +46,21 @@ def test_list_blocked_graph_matches_brute_force(kind):
     _check_layout(v, rows, scores, k)
     recall = ann.recall_at_k(rows[:, 1:].astype(np.int64), _exact_graph(v, k), k)
     assert recall >= ann.MIN_RECALL
-    # the recall it measured on its sample is an estimate of the true one
-    assert abs(stats["recall_at_k"] - recall) < 0.03
-    assert stats["recall_at_k"] >= ann.MIN_RECALL + ann.RECALL_MARGIN or \
-        stats["probe"] == stats["tried"][-1]["probe"]
+
+
+def test_same_neighbours_as_the_ivf_search_in_small_blocks():
+    """The candidates are the IVF search's own: the same neighbours as index.search at the
+    index's nprobe, whatever the query block size."""
+    v = _clustered(5000)
+    index, info = ann.build_index(v, "ivf", seed=0)
+    k = 6
+    rows, scores, how = ann.knn_graph_ivf(index, v, k, info=info, block=777)
+    assert how["nprobe"] == info["params"]["nprobe"]
+    d, i = index.search(v, k + 1)
+    for r in range(len(v)):
+        want = [x for x in i[r] if x != r][:k]
+        assert set(rows[r, 1:].tolist()) == set(want) or np.allclose(
+            np.sort(scores[r, 1:]), np.sort(v[want] @ v[r]), atol=1e-6)  # exact ties only
 
 
 def test_probing_every_list_is_exact():
@@ -58,7 +69,7 @@ def test_probing_every_list_is_exact():
     nlist = ann.ivf_of(index).nlist
     info = {**info, "params": {**info["params"], "nprobe": nlist}}
     rows, scores, how = ann.knn_graph_ivf(index, v, 5, info=info)
-    assert how["probe"] == nlist and how["recall_at_k"] == 1.0
+    assert how["nprobe"] == nlist
     exact = _exact_graph(v, 5)
     sims = v @ v.T
     got = np.take_along_axis(sims, rows[:, 1:].astype(np.int64), axis=1)
@@ -75,15 +86,3 @@ def test_same_graph_through_a_memmap(tmp_path):
     a = ann.knn_graph(index, v, 6, info=info)
     b = ann.knn_graph(index, mm, 6, info=info)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1], equal_nan=True)
-
-
-def test_nearest_lists_puts_each_list_first():
-    c = _clustered(50, d=8, centres=5, seed=3)
-    near = ann._nearest_lists(c, 7, block=16)
-    assert near.shape == (50, 7) and np.array_equal(near[:, 0], np.arange(50))
-    sims = c @ c.T
-    for i in range(50):
-        s = sims[i, near[i, 1:]]
-        assert (np.diff(s) <= 1e-7).all()
-        rest = np.setdiff1d(np.arange(50), near[i])
-        assert s[-1] >= sims[i, rest].max() - 1e-7
