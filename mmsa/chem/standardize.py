@@ -104,7 +104,11 @@ def parse_canonical(smiles: str) -> Chem.Mol:
     perception), explicit hydrogens, a double or triple bond between aromatic atoms, and any
     SMILES the partial sanitisation rejects (with :func:`parse_smiles`' error).
 
-    Not for user input: it does not check that aromatic rings can be kekulised.
+    Not for user input: it does not check that aromatic rings can be kekulised. One case
+    differs on purpose: a SMILES RDKit wrote but cannot read back (a round-trip failure,
+    e.g. QM9's ``N=c1cc(=O)cc[nH]1``, "Can't kekulize") is read here from the aromaticity
+    it was written with, where :func:`parse_smiles` fails; the build then keeps that valid
+    input molecule instead of recording a failure.
     """
     text = smiles.strip() if isinstance(smiles, str) else ""
     if not text or "/" in text or "\\" in text or _EXPLICIT_H.search(text):
