@@ -16,22 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
+
+from build_profile import _cpu  # this folder is on sys.path when the script runs
 
 OUT = Path(__file__).resolve().parent / "results" / "parse_canonical.json"
 SETS = ("moses", "chembl-sample", "approved-drugs", "nci-5k", "qm9")
-
-
-def _cpu(fn, repeats: int):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.process_time()
-        out = fn()
-        times.append(time.process_time() - t0)
-    return statistics.median(times), out
 
 
 def check(name: str, n: int | None, repeats: int) -> dict:

@@ -85,16 +85,8 @@ def exact_search(
 
 
 def _topk_order(d: np.ndarray, i: np.ndarray, k: int) -> np.ndarray:
-    # sort each row by score descending, then row ascending (-1 last)
-    key_i = np.where(i < 0, np.iinfo(np.int64).max, i)
-    order = np.empty((len(d), k), dtype=np.int64)
-    for r in range(len(d)):
-        order[r] = np.lexsort((key_i[r], -d[r]))[:k]
-    return order
-
-
-def _topk_order_fast(d: np.ndarray, i: np.ndarray, k: int) -> np.ndarray:
-    """:func:`_topk_order` vectorised: by score descending, then row ascending (-1 last)."""
+    """Column order of each row's best k: by score descending, then row ascending (-1
+    last); two stable sorts over the whole array (a row-by-row lexsort, vectorised)."""
     key_i = np.where(i < 0, np.iinfo(np.int64).max, i)
     by_row = np.argsort(key_i, axis=1, kind="stable")
     by_score = np.argsort(-np.take_along_axis(d, by_row, axis=1), axis=1, kind="stable")
@@ -552,7 +544,7 @@ def knn_graph_ivf(
         part_d = part_d.reshape(len(q), -1)
         part_i = part_i.reshape(len(q), -1)
         part_d[part_i == qrows[:, None]] = -np.inf  # itself: column 0
-        best = _topk_order_fast(part_d, part_i, k)
+        best = _topk_order(part_d, part_i, k)
         nb = np.take_along_axis(part_i, best, axis=1)
         sc = np.take_along_axis(part_d, best, axis=1)
         missing = (nb < 0) | ~np.isfinite(sc)
@@ -583,8 +575,8 @@ def knn_graph(
     """Each vector's k nearest other vectors via ``index`` (which holds ``vectors``), through
     :func:`search` when ``info`` (the manifest entry) is given, so IVF-PQ re-ranks. An IVF
     index (``info`` type in :data:`IVF_TYPES`, no ``search_fn``) is searched list by list
-    with exact scores instead (:func:`knn_graph_ivf`, recall measured on a sample);
-    ``stats``, when given, is updated with how (method, and for IVF the probe and recall).
+    with exact scores instead (:func:`knn_graph_ivf`: the same candidates as the search);
+    ``stats``, when given, is updated with how (method, and for IVF the nprobe).
 
     ``search_fn(queries, k) -> (scores, global rows)`` replaces the index (e.g. the merged
     search of a sharded library, :func:`search_shards`, over ``ntotal`` vectors in all);

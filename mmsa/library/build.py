@@ -533,8 +533,9 @@ def _finish(folder: Path, manifest: dict, *, dim: int, index: str, approx_thresh
     method = (f"kNN over the {info['type']} index, list by list (exact scores)"
               if how.get("method") == "list-blocked" else f"kNN over the {info['type']} index")
     manifest["hyperedges"] = {"k": k, "method": method,
-                              **{key: how[key] for key in ("nprobe",) if key in how},
                               "seconds": round(time.perf_counter() - t0, 3)}
+    if "nprobe" in how:
+        manifest["hyperedges"]["nprobe"] = how["nprobe"]
     t = manifest["slots"]["top"]
     shapes = {
         "vectors.f32": [n, dim],
